@@ -7,7 +7,7 @@ block layout), so the same code runs a tiny test model and SD 1.5.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -16,6 +16,13 @@ import torch.nn.functional as F
 
 from .errors import DragInputError
 from .schedule import DDIMSchedule
+
+
+def autocast(device: torch.device):
+    """fp16 autocast on CUDA (as the papers run); plain fp32 elsewhere."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return nullcontext()
 
 
 class LatentCodec(Protocol):
@@ -63,6 +70,10 @@ class Conditioning:
     context: torch.Tensor
     added: dict = field(default_factory=dict)
 
+    def detached(self) -> "Conditioning":
+        """A copy usable in autograd (ComfyUI's tensors are inference tensors)."""
+        return Conditioning(self.context.clone(), {k: v.clone() for k, v in self.added.items()})
+
     def batch(self, n: int) -> "Conditioning":
         def rep(x):
             return x.expand(n, *x.shape[1:]) if x.shape[0] == 1 else x
@@ -98,6 +109,11 @@ class DiffusionModel:
     def dtype(self) -> torch.dtype:
         return next(self.unet.parameters()).dtype
 
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this (VAE downscale x UNet downsampling)."""
+        return self.codec.downscale * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
     def check_features(self, spec: FeatureSpec) -> None:
         n = len(self.unet.up_blocks)
         bad = [b for b in spec.blocks if not -n <= b < n]
@@ -105,7 +121,7 @@ class DiffusionModel:
             raise DragInputError(f"feature blocks {list(spec.blocks)} do not exist: this UNet has "
                                  f"up_blocks 0..{n - 1}", input="feature_blocks")
 
-    def forward(self, z: torch.Tensor, t: int, cond: Conditioning,
+    def forward(self, z: torch.Tensor, t, cond: Conditioning,
                 features: FeatureSpec | None = None, feature_hw: tuple[int, int] | None = None):
         """Model output for latents z at timestep t, and (if asked) decoder features.
 

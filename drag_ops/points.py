@@ -87,14 +87,11 @@ def _reject_constant(name):
 
 def _from_object(obj) -> DragPoints:
     if isinstance(obj, dict):
-        keys = set(obj)
-        if keys == {"pairs"} or keys == {"points"} or ("points" in obj and "pairs" not in obj):
-            obj = obj.get("pairs", obj.get("points"))
-        elif "pairs" in obj:
-            obj = obj["pairs"]
-        else:
-            raise DragInputError(f"point data is an object with keys {sorted(map(str, keys))[:5]}; "
+        key = "pairs" if "pairs" in obj else "points" if "points" in obj else None
+        if key is None:
+            raise DragInputError(f"point data is an object with keys {sorted(map(str, obj))[:5]}; "
                                  "expected a list of pairs or an object with 'pairs' or 'points'")
+        obj = obj[key]
     if not isinstance(obj, (list, tuple)):
         raise DragInputError(f"point data must be a list, got {type(obj).__name__}")
     if not obj:

@@ -1,15 +1,15 @@
-"""Import the pack the way ComfyUI does: the repository folder as one package (here `comfyui_drag`)."""
+"""Tests import the pack as ComfyUI does: the repository folder as one package, `comfyui_drag`."""
 
-import importlib.util
 import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-PACKAGE = "comfyui_drag"
+import torch
 
-if PACKAGE not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(
-        PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules[PACKAGE] = _module
-    _spec.loader.exec_module(_module)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import pack_loader  # noqa: E402
+
+pack_loader.load()
+
+# Tiny models gain nothing from more threads, and OpenMP barriers stall badly when the two
+# cores are shared with other work; one thread keeps tests fast and deterministic.
+torch.set_num_threads(1)

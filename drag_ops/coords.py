@@ -1,0 +1,57 @@
+"""The one place where image pixels become feature-map and latent coordinates.
+
+Points are (x, y) with x along width. A map of size (h, w) over an image of size (H, W) has
+coordinate x * w / W, y * h / H (DragDiffusion's convention: plain scaling of indices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Geometry:
+    image_hw: tuple[int, int]
+    latent_hw: tuple[int, int]
+    feature_hw: tuple[int, int]
+
+    def _scale(self, hw) -> torch.Tensor:
+        return torch.tensor([hw[1] / self.image_hw[1], hw[0] / self.image_hw[0]])
+
+    def image_to_feature(self, xy: torch.Tensor) -> torch.Tensor:
+        return xy * self._scale(self.feature_hw).to(xy)
+
+    def feature_to_image(self, xy: torch.Tensor) -> torch.Tensor:
+        return xy / self._scale(self.feature_hw).to(xy)
+
+    def image_to_latent(self, xy: torch.Tensor) -> torch.Tensor:
+        return xy * self._scale(self.latent_hw).to(xy)
+
+    def feature_per_image_pixel(self) -> float:
+        return self.feature_hw[1] / self.image_hw[1]
+
+    def mask_to_latent(self, mask: torch.Tensor) -> torch.Tensor:
+        """Image mask [H, W] (1 = editable) -> [1, 1, h, w], nearest-neighbour as in the papers."""
+        return F.interpolate(mask[None, None].float(), size=self.latent_hw, mode="nearest")
+
+    def mask_to_feature(self, mask: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(mask[None, None].float(), size=self.feature_hw, mode="nearest")[0, 0]
+
+
+def sample_at(feats: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of feats [1, C, h, w] at map coordinates xy [..., 2] -> [..., C]."""
+    h, w = feats.shape[-2:]
+    grid = torch.stack([2 * xy[..., 0] / max(w - 1, 1) - 1, 2 * xy[..., 1] / max(h - 1, 1) - 1], -1)
+    flat = grid.reshape(1, 1, -1, 2).to(feats)
+    out = F.grid_sample(feats, flat, mode="bilinear", padding_mode="border", align_corners=True)
+    return out[0, :, 0].T.reshape(*xy.shape[:-1], feats.shape[1])
+
+
+def square_offsets(radius: int, device=None) -> torch.Tensor:
+    """Integer (dx, dy) offsets of a (2r+1)^2 square patch, [P, 2]."""
+    r = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
+    dy, dx = torch.meshgrid(r, r, indexing="ij")
+    return torch.stack([dx.reshape(-1), dy.reshape(-1)], -1)

@@ -1,0 +1,180 @@
+"""Latent optimisation: the drag loop shared by every method.
+
+A DragSession holds the state (the latent being optimised, handles, the original's features at
+the current timestep) and the primitives a schedule composes: forward, update, track, denoise.
+What differs between methods is in the tracker, the supervision and the schedule strategies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .coords import Geometry
+from .errors import DragInputError
+from .inversion import Trajectory
+from .model import Conditioning, DiffusionModel, FeatureSpec, autocast
+from .points import DragPoints
+from .progress import Callback, report
+from .schedules import SingleTimestep
+from .supervision import PointDragSupervision
+from .tracking import NearestNeighbourTracker
+
+
+@dataclass
+class DragSettings:
+    """Method-independent settings of the latent optimisation (DragDiffusion's defaults)."""
+
+    learning_rate: float = 0.01
+    mask_weight: float = 0.1  # lambda
+    mask_reduction: str = "sum"  # "mean" in FreeDrag
+    mask_reference: str = "step"  # "step": DDIM step of the original z_t; "trajectory": inverted z_{t-1}
+    reach_distance: float = 2.0  # feature pixels
+    features: FeatureSpec = field(default_factory=FeatureSpec)
+
+
+@dataclass
+class DragResult:
+    latent: torch.Tensor  # [1, C, h, w] at step index k
+    step_index: int
+    handles: list  # final handle positions, image pixels
+    history: list  # handles after every tracking, image pixels
+    steps: int  # motion-supervision updates done
+
+
+class DragSession:
+    def __init__(self, model: DiffusionModel, trajectory: Trajectory, cond: Conditioning, geometry: Geometry,
+                 points: DragPoints, mask: torch.Tensor | None, settings: DragSettings, tracker, supervision,
+                 callback: Callback | None = None, total: int = 0):
+        self.model, self.trajectory, self.cond, self.geometry = model, trajectory, cond, geometry
+        self.settings, self.tracker, self.supervision = settings, tracker, supervision
+        self.callback, self.total = callback, total
+        self.device = model.device
+        dev = self.device
+        self.starts = geometry.image_to_feature(torch.tensor(points.handles, dtype=torch.float32))
+        self.targets = geometry.image_to_feature(torch.tensor(points.targets, dtype=torch.float32))
+        self.handles = self.starts.clone()
+        self.confidence = None
+        self.keep = None if mask is None else (1 - geometry.mask_to_latent(mask)).to(dev)
+        self.k = trajectory.steps
+        self.steps = 0
+        self.history = [self._image(self.handles)]
+        self._set_latent(trajectory.start)
+
+    # -- primitives for schedules ----------------------------------------------------------
+    def forward(self):
+        with autocast(self.device):
+            return self.model.forward(self.latent, self.model.schedule.timestep(self.k), self.cond,
+                                      self.settings.features, self.geometry.feature_hw)
+
+    def update(self, out: torch.Tensor, feats: torch.Tensor) -> float:
+        """One motion-supervision step (loss, backward, Adam) on the latent."""
+        loss = self.supervision.loss(self, feats)
+        if self.keep is not None and self.settings.mask_weight:
+            z_prev = self.model.schedule.step(out, self.k, self.latent)
+            diff = (z_prev - self.z_prev_ref).abs() * self.keep
+            reduce = diff.mean() if self.settings.mask_reduction == "mean" else diff.sum()
+            loss = loss + self.settings.mask_weight * reduce
+        self.opt.zero_grad(set_to_none=True)
+        if loss.requires_grad:
+            loss.backward()
+            self.opt.step()
+        self.steps += 1
+        value = float(loss.detach())
+        x0 = self.model.schedule.eps_and_x0(out.detach(), self.model.schedule.timestep(self.k), self.latent.detach())[1]
+        report(self.callback, "drag", self.steps, self.total,
+               {"x0": x0, "handles": self.history[-1], "targets": self._image(self.targets),
+                "loss": value})
+        return value
+
+    def track(self, feats: torch.Tensor) -> None:
+        self.tracker.track(self, feats.detach())
+        self.history.append(self._image(self.handles))
+
+    @property
+    def distances(self) -> torch.Tensor:
+        return (self.targets - self.handles).norm(dim=-1)
+
+    @property
+    def active(self) -> torch.Tensor:
+        """1 for handles still to move, 0 for those already within reach of their target."""
+        return (self.distances >= self.settings.reach_distance).float().to(self.device)
+
+    def reached(self) -> bool:
+        return bool((self.distances < self.settings.reach_distance).all())
+
+    @torch.no_grad()
+    def denoise(self) -> None:
+        """One DDIM step of the edited latent (GoodDrag's alternation); re-anchors the original."""
+        if self.k <= 1:
+            return
+        with autocast(self.device):
+            out, _ = self.model.forward(self.latent, self.model.schedule.timestep(self.k), self.cond)
+        z = self.model.schedule.step(out, self.k, self.latent.detach())
+        self.k -= 1
+        self._set_latent(z)
+
+    # -- internals -------------------------------------------------------------------------
+    def _set_latent(self, z: torch.Tensor) -> None:
+        schedule, dev = self.model.schedule, self.device
+        z_orig = self.trajectory.at(self.k).to(dev)
+        with torch.no_grad(), autocast(dev):
+            out0, self.orig_feats = self.model.forward(z_orig, schedule.timestep(self.k), self.cond,
+                                                       self.settings.features, self.geometry.feature_hw)
+        if self.settings.mask_reference == "trajectory":
+            self.z_prev_ref = self.trajectory.at(self.k - 1).to(dev)
+        else:
+            self.z_prev_ref = schedule.step(out0, self.k, z_orig)
+        self.latent = torch.nn.Parameter(z.detach().clone().to(dev, torch.float32))
+        self.opt = torch.optim.Adam([self.latent], lr=self.settings.learning_rate)
+        self.tracker.begin(self)
+        self.supervision.begin(self)
+
+    def _image(self, xy: torch.Tensor) -> list:
+        return self.geometry.feature_to_image(xy.detach().cpu()).tolist()
+
+
+def check_mask(mask: torch.Tensor | None, image_hw: tuple[int, int]) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    if not torch.is_tensor(mask) or mask.dim() != 2:
+        raise DragInputError(f"mask must be a 2-D [H, W] tensor, got {getattr(mask, 'shape', type(mask))}",
+                             input="mask")
+    if tuple(mask.shape) != tuple(image_hw):
+        raise DragInputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                             f"{image_hw[1]}x{image_hw[0]}; they must match", input="mask")
+    if not torch.isfinite(mask.float()).all():
+        raise DragInputError("mask holds non-finite values", input="mask")
+    if float(mask.max()) <= 0:
+        raise DragInputError("mask is empty: nothing would be allowed to move (paint the region to edit, "
+                             "or give no mask to allow the whole image)", input="mask")
+    return (mask.float() > 0.5).float()
+
+
+def drag(model: DiffusionModel, trajectory: Trajectory, cond: Conditioning, points: DragPoints,
+         image_hw: tuple[int, int], mask: torch.Tensor | None = None, settings: DragSettings = DragSettings(),
+         tracker=None, supervision=None, schedule=None, callback: Callback | None = None) -> DragResult:
+    """Optimise the inverted latent so each handle's content moves to its target.
+
+    points are image pixels; mask [H, W] marks the editable region (None: all editable).
+    """
+    tracker = tracker or NearestNeighbourTracker()
+    supervision = supervision or PointDragSupervision()
+    schedule = schedule or SingleTimestep()
+    if len(points) == 0:
+        raise DragInputError("no points given", input="points")
+    points.validate_in(image_hw[1], image_hw[0])
+    mask = check_mask(mask, image_hw)
+    model.check_features(settings.features)
+    latent_hw = tuple(trajectory.latents.shape[-2:])
+    geometry = Geometry(tuple(image_hw), latent_hw, settings.features.resolve(tuple(image_hw)))
+    with torch.inference_mode(False), torch.enable_grad():
+        # ComfyUI hands over inference tensors, which autograd may not save: work on copies
+        trajectory, cond = Trajectory(trajectory.latents.clone()), cond.detached()
+        mask = None if mask is None else mask.clone()
+        session = DragSession(model, trajectory, cond, geometry, points, mask, settings, tracker, supervision,
+                              callback, schedule.total())
+        schedule.run(session)
+        return DragResult(session.latent.detach().clone(), session.k, session.history[-1],
+                          session.history, session.steps)

@@ -1,0 +1,110 @@
+"""Identity-preserving LoRA fine-tune (DragDiffusion Sec. 3.2) with peft.
+
+The adapter learns to denoise this one image, so inversion + sampling reproduce it faithfully.
+Base weights are never written: the adapter is injected, trained, read out and removed.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .model import Conditioning, DiffusionModel, autocast
+from .progress import Callback, report
+
+ADAPTER = "drag_identity"
+DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+@dataclass
+class LoraSettings:
+    rank: int = 16
+    alpha: float | None = None  # None: alpha = rank (scale 1)
+    learning_rate: float = 5e-4
+    steps: int = 80
+    batch_size: int = 4
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    seed: int = 0
+
+
+@dataclass
+class LoraWeights:
+    """Trained adapter: peft state dict keyed by diffusers UNet module names (no adapter name)."""
+
+    state: dict[str, torch.Tensor]
+    rank: int
+    alpha: float
+    targets: tuple[str, ...]
+
+    @contextmanager
+    def applied(self, unet):
+        """Run with the adapter active; afterwards the UNet is exactly as before."""
+        from peft import set_peft_model_state_dict
+        with _adapter(unet, self.rank, self.alpha, self.targets):
+            set_peft_model_state_dict(unet, self.state, adapter_name=ADAPTER)
+            yield unet
+
+
+@contextmanager
+def _adapter(unet, rank: int, alpha: float, targets):
+    from peft import LoraConfig
+    if ADAPTER in (getattr(unet, "peft_config", None) or {}):
+        raise RuntimeError(f"the UNet already carries an adapter named {ADAPTER!r}")
+    flags = {n: p.requires_grad for n, p in unet.named_parameters()}
+    had_other = bool(getattr(unet, "peft_config", None))
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
+                                init_lora_weights=True), adapter_name=ADAPTER)
+    for n, p in unet.named_parameters():
+        p.requires_grad_("lora_" in n and ADAPTER in n)
+    try:
+        yield
+    finally:
+        if had_other:
+            unet.delete_adapters(ADAPTER)
+        else:
+            unet.unload_lora()  # removes the wrapper layers too, not just the weights
+        for n, p in unet.named_parameters():
+            p.requires_grad_(flags.get(n, p.requires_grad))
+
+
+def random_crops(latent: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n random shifted crops of a [1, C, h, w] latent (edge-padded by ~1/10 of its size)."""
+    h, w = latent.shape[-2:]
+    pad = max(1, round(0.1 * min(h, w)))
+    padded = F.pad(latent, (pad, pad, pad, pad), mode="replicate")
+    offs = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).tolist()
+    return torch.cat([padded[..., oy:oy + h, ox:ox + w] for oy, ox in offs])
+
+
+def train_identity_lora(model: DiffusionModel, latent: torch.Tensor, cond: Conditioning,
+                        settings: LoraSettings = LoraSettings(), callback: Callback | None = None) -> LoraWeights:
+    """Fine-tune a LoRA on one image's latent [1, C, h, w] with the plain denoising loss."""
+    from peft import get_peft_model_state_dict
+    unet, schedule = model.unet, model.schedule
+    alpha = float(settings.alpha if settings.alpha is not None else settings.rank)
+    gen = torch.Generator().manual_seed(settings.seed)
+    dev = model.device
+    n_train = len(schedule.alphas_cumprod)
+    with torch.inference_mode(False), torch.enable_grad(), _adapter(unet, settings.rank, alpha, settings.targets):
+        x0 = latent.detach().clone().float().cpu()
+        ctx = cond.detached().batch(settings.batch_size)
+        params = [p for p in unet.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=settings.learning_rate)
+        for step in range(1, settings.steps + 1):
+            crops = random_crops(x0, settings.batch_size, gen)
+            noise = torch.randn(crops.shape, generator=gen)
+            t = torch.randint(0, n_train, (settings.batch_size,), generator=gen)
+            zt, target = schedule.training_target(crops, noise, t)
+            with autocast(dev):
+                out, _ = model.forward(zt.to(dev), t.to(dev), ctx)
+            loss = F.mse_loss(out.float(), target.to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            report(callback, "lora", step, settings.steps, {"loss": loss.item()})
+        state = {k: v.detach().to("cpu", torch.float32).clone()
+                 for k, v in get_peft_model_state_dict(unet, adapter_name=ADAPTER).items()}
+    return LoraWeights(state, settings.rank, alpha, tuple(settings.targets))

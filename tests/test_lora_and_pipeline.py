@@ -1,0 +1,89 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from comfyui_drag.drag_ops.errors import DragInputError
+from comfyui_drag.drag_ops.lora import LoraSettings, train_identity_lora
+from comfyui_drag.drag_ops.pipeline import run_edit
+from comfyui_drag.drag_ops.points import parse_points
+from comfyui_drag.drag_ops.presets import EditConfig, dragdiffusion
+from comfyui_drag.drag_ops.schedules import SingleTimestep
+from tiny_models import blob_image, tiny_cond, tiny_model
+
+
+def denoising_loss(model, latent, cond, seed=1, n=16):
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn((n, *latent.shape[1:]), generator=g)
+    t = torch.linspace(50, 950, n).long()
+    zt, target = model.schedule.training_target(latent.expand(n, -1, -1, -1), noise, t)
+    with torch.no_grad():
+        out, _ = model.forward(zt, t, cond)
+    return F.mse_loss(out, target).item()
+
+
+def test_identity_lora_lowers_the_denoising_loss_and_touches_only_its_own_weights():
+    model, cond = tiny_model(eps_scale=1.0), tiny_cond()
+    latent = model.codec.encode(blob_image())
+    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
+    loss0 = denoising_loss(model, latent, cond)
+    lora = train_identity_lora(model, latent, cond, LoraSettings(steps=30, learning_rate=5e-3, rank=4))
+
+    after = model.unet.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert not hasattr(model.unet, "peft_config") or not model.unet.peft_config
+    assert lora.state and all("lora_A" in k or "lora_B" in k for k in lora.state)
+    assert any(k.endswith("attn1.to_out.0.lora_B.weight") for k in lora.state)
+    with lora.applied(model.unet):
+        loss1 = denoising_loss(model, latent, cond)
+    assert loss1 < 0.9 * loss0
+    assert denoising_loss(model, latent, cond) == loss0  # removed again, exactly
+
+
+def test_full_edit_on_a_tiny_model_runs_every_stage():
+    model, cond = tiny_model(), tiny_cond()
+    config = dragdiffusion()
+    config.lora = LoraSettings(steps=3, rank=4)
+    config.schedule = SingleTimestep(max_steps=10)
+    stages = set()
+    result = run_edit(model, blob_image(), parse_points([[10, 12], [18, 12]]), cond, config,
+                      callback=lambda stage, i, n, p: stages.add(stage))
+    assert stages == {"lora", "invert", "drag", "sample"}
+    assert result.image.shape == (1, 3, 32, 32) and result.image.abs().max() <= 1
+    assert result.lora is not None and result.drag.steps > 0
+    assert len(result.drag.history) >= 2
+
+
+def test_non_square_images_work_end_to_end():
+    model, cond = tiny_model(), tiny_cond()
+    config = EditConfig(lora=None, schedule=SingleTimestep(max_steps=3))
+    result = run_edit(model, blob_image(h=32, w=48), parse_points([[40, 20], [30, 25]]), cond, config)
+    assert result.image.shape == (1, 3, 32, 48)
+
+
+def test_image_sizes_the_models_cannot_take_are_rejected():
+    model, cond = tiny_model(), tiny_cond()
+    with pytest.raises(DragInputError, match="multiple of 16"):
+        run_edit(model, blob_image(h=36, w=32), parse_points([[1, 2], [5, 6]]), cond, EditConfig(lora=None))
+
+
+def test_cancel_from_the_callback_stops_and_leaves_the_unet_clean():
+    model, cond = tiny_model(), tiny_cond()
+    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
+    procs = {k: type(v) for k, v in model.unet.attn_processors.items()}
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_in(stage_name):
+        def cb(stage, i, n, p):
+            if stage == stage_name and i == 2:
+                raise Cancelled
+        return cb
+
+    config = EditConfig(lora=LoraSettings(steps=3, rank=4), schedule=SingleTimestep(max_steps=4))
+    for stage in ("lora", "invert", "drag", "sample"):
+        with pytest.raises(Cancelled):
+            run_edit(model, blob_image(), parse_points([[10, 12], [18, 12]]), cond, config, callback=cancel_in(stage))
+        assert {k: type(v) for k, v in model.unet.attn_processors.items()} == procs
+        after = model.unet.state_dict()
+        assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
