@@ -127,12 +127,13 @@ class DiffusionModel:
 
         Returns (model_out, feats) with feats [B, C, Hf, Wf] float32 or None.
         """
-        dt = self.dtype
+        dev, dt = self.device, self.dtype
         cond = cond.batch(z.shape[0])
+        added = {k: v.to(dev, dt) for k, v in cond.added.items()} or None
         captured: list[torch.Tensor] = []
         with self._capture(features.blocks if features else (), captured):
-            out = self.unet(z.to(dt), t, encoder_hidden_states=cond.context.to(dt),
-                            added_cond_kwargs=cond.added or None, return_dict=False)[0]
+            out = self.unet(z.to(dev, dt), t, encoder_hidden_states=cond.context.to(dev, dt),
+                            added_cond_kwargs=added, return_dict=False)[0]
         feats = None
         if features:
             feats = torch.cat([F.interpolate(f.float(), size=feature_hw, mode="bilinear", align_corners=False)
