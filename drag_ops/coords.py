@@ -40,6 +40,12 @@ class Geometry:
     def mask_to_feature(self, mask: torch.Tensor) -> torch.Tensor:
         return F.interpolate(mask[None, None].float(), size=self.feature_hw, mode="nearest")[0, 0]
 
+    def labels_to_feature(self, labels: torch.Tensor) -> torch.Tensor:
+        """Integer label map [H, W] (e.g. superpixels) -> [hf, wf] int64, nearest-neighbour."""
+        if tuple(labels.shape) != tuple(self.image_hw):
+            raise ValueError(f"label map is {tuple(labels.shape)}, the image {self.image_hw}")
+        return F.interpolate(labels[None, None].double(), size=self.feature_hw, mode="nearest")[0, 0].long()
+
 
 def sample_at(feats: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """Bilinear samples of feats [1, C, h, w] at map coordinates xy [..., 2] -> [..., C]."""

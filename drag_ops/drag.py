@@ -41,13 +41,17 @@ class DragResult:
     handles: list  # final handle positions, image pixels
     history: list  # handles after every tracking, image pixels
     steps: int  # motion-supervision updates done
+    targets: list | None = None  # image pixels (for guidance during sampling)
+    geometry: Geometry | None = None
 
 
 class DragSession:
     def __init__(self, model: DiffusionModel, trajectory: Trajectory, cond: Conditioning, geometry: Geometry,
                  points: DragPoints, mask: torch.Tensor | None, settings: DragSettings, tracker, supervision,
-                 callback: Callback | None = None, total: int = 0):
+                 callback: Callback | None = None, total: int = 0, regions: torch.Tensor | None = None):
         self.model, self.trajectory, self.cond, self.geometry = model, trajectory, cond, geometry
+        # optional superpixel labels [hf, wf] of the original image (AdaptiveDrag's semantic regions)
+        self.regions = regions
         self.settings, self.tracker, self.supervision = settings, tracker, supervision
         self.callback, self.total = callback, total
         self.device = model.device
@@ -96,21 +100,30 @@ class DragSession:
     def distances(self) -> torch.Tensor:
         return (self.targets - self.handles).norm(dim=-1)
 
+    def _arrived(self) -> torch.Tensor:
+        """Handles within reach of their target; a tracker with ``settled(session)`` (FreeDrag's line
+        search, whose handles are intermediate targets) can hold some back."""
+        near = self.distances < self.settings.reach_distance
+        settled = getattr(self.tracker, "settled", None)
+        return near if settled is None else near & settled(self).to(near.device)
+
     @property
     def active(self) -> torch.Tensor:
         """1 for handles still to move, 0 for those already within reach of their target."""
-        return (self.distances >= self.settings.reach_distance).float().to(self.device)
+        return (~self._arrived()).float().to(self.device)
 
     def reached(self) -> bool:
-        return bool((self.distances < self.settings.reach_distance).all())
+        return bool(self._arrived().all())
 
     @torch.no_grad()
-    def denoise(self) -> None:
-        """One DDIM step of the edited latent (GoodDrag's alternation); re-anchors the original."""
+    def denoise(self, out: torch.Tensor | None = None) -> None:
+        """One DDIM step of the edited latent (GoodDrag's alternation); re-anchors the original.
+        out: the model output for the current latent at the current step, if a forward already made it."""
         if self.k <= 1:
             return
-        with autocast(self.device):
-            out, _ = self.model.forward(self.latent, self.model.schedule.timestep(self.k), self.cond)
+        if out is None:
+            with autocast(self.device):
+                out, _ = self.model.forward(self.latent, self.model.schedule.timestep(self.k), self.cond)
         z = self.model.schedule.step(out, self.k, self.latent.detach())
         self.k -= 1
         self._set_latent(z)
@@ -154,14 +167,18 @@ def check_mask(mask: torch.Tensor | None, image_hw: tuple[int, int]) -> torch.Te
 
 def drag(model: DiffusionModel, trajectory: Trajectory, cond: Conditioning, points: DragPoints,
          image_hw: tuple[int, int], mask: torch.Tensor | None = None, settings: DragSettings = DragSettings(),
-         tracker=None, supervision=None, schedule=None, callback: Callback | None = None) -> DragResult:
+         tracker=None, supervision=None, schedule=None, callback: Callback | None = None,
+         regions: torch.Tensor | None = None) -> DragResult:
     """Optimise the inverted latent so each handle's content moves to its target.
 
-    points are image pixels; mask [H, W] marks the editable region (None: all editable).
+    points are image pixels; mask [H, W] marks the editable region (None: all editable);
+    regions [H, W] are optional superpixel labels (e.g. from the auto-mask) for strategies that use them.
     """
     tracker = tracker or NearestNeighbourTracker()
     supervision = supervision or PointDragSupervision()
     schedule = schedule or SingleTimestep()
+    from .strategies import check_compatible  # the registry imports every strategy module
+    check_compatible(tracker, supervision, schedule)
     if len(points) == 0:
         raise DragInputError("no points given", input="points")
     points.validate_in(image_hw[1], image_hw[0])
@@ -169,12 +186,13 @@ def drag(model: DiffusionModel, trajectory: Trajectory, cond: Conditioning, poin
     model.check_features(settings.features)
     latent_hw = tuple(trajectory.latents.shape[-2:])
     geometry = Geometry(tuple(image_hw), latent_hw, settings.features.resolve(tuple(image_hw)))
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad(), model.backprop_memory():
         # ComfyUI hands over inference tensors, which autograd may not save: work on copies
         trajectory, cond = Trajectory(trajectory.latents.clone()), cond.detached()
         mask = None if mask is None else mask.clone()
+        regions = None if regions is None else geometry.labels_to_feature(regions).to(model.device)
         session = DragSession(model, trajectory, cond, geometry, points, mask, settings, tracker, supervision,
-                              callback, schedule.total())
+                              callback, schedule.total(), regions)
         schedule.run(session)
         return DragResult(session.latent.detach().clone(), session.k, session.history[-1],
-                          session.history, session.steps)
+                          session.history, session.steps, [list(t) for t in points.targets], geometry)

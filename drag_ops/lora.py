@@ -44,7 +44,8 @@ class LoraWeights:
         """Run with the adapter active; afterwards the UNet is exactly as before."""
         from peft import set_peft_model_state_dict
         with _adapter(unet, self.rank, self.alpha, self.targets):
-            set_peft_model_state_dict(unet, self.state, adapter_name=ADAPTER)
+            with torch.inference_mode(False):
+                set_peft_model_state_dict(unet, self.state, adapter_name=ADAPTER)
             yield unet
 
 
@@ -55,10 +56,14 @@ def _adapter(unet, rank: int, alpha: float, targets):
         raise RuntimeError(f"the UNet already carries an adapter named {ADAPTER!r}")
     flags = {n: p.requires_grad for n, p in unet.named_parameters()}
     had_other = bool(getattr(unet, "peft_config", None))
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
-                                init_lora_weights=True), adapter_name=ADAPTER)
-    for n, p in unet.named_parameters():
-        p.requires_grad_("lora_" in n and ADAPTER in n)
+    with torch.inference_mode(False):  # adapter weights must be able to take part in autograd
+        unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
+                                    init_lora_weights=True), adapter_name=ADAPTER)
+        for n, p in unet.named_parameters():
+            mine = "lora_" in n and ADAPTER in n
+            if mine and p.dtype in (torch.float16, torch.bfloat16):
+                p.data = p.data.float()  # train the adapter in fp32 (autocast runs the maths in fp16)
+            p.requires_grad_(mine)
     try:
         yield
     finally:
@@ -88,7 +93,8 @@ def train_identity_lora(model: DiffusionModel, latent: torch.Tensor, cond: Condi
     gen = torch.Generator().manual_seed(settings.seed)
     dev = model.device
     n_train = len(schedule.alphas_cumprod)
-    with torch.inference_mode(False), torch.enable_grad(), _adapter(unet, settings.rank, alpha, settings.targets):
+    with torch.inference_mode(False), torch.enable_grad(), model.backprop_memory(), \
+            _adapter(unet, settings.rank, alpha, settings.targets):
         x0 = latent.detach().clone().float().cpu()
         ctx = cond.detached().batch(settings.batch_size)
         params = [p for p in unet.parameters() if p.requires_grad]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .automask import AutoMaskSettings, make_auto_mask, superpixels_of_latent
 from .drag import DragResult, drag
 from .errors import DragInputError
 from .inversion import Trajectory, invert
@@ -39,19 +40,60 @@ def check_image(image: torch.Tensor, model: DiffusionModel) -> tuple[int, int]:
     return h, w
 
 
+def truncate(trajectory: Trajectory, model: DiffusionModel, strength: float) -> Trajectory:
+    """The trajectory up to a preset's inversion strength (an inversion to a larger strength
+    passes through the same latents, so one inversion serves every preset)."""
+    k = model.schedule.steps_for_strength(strength)
+    if k > trajectory.steps:
+        raise DragInputError(f"inversion strength {strength} needs {k} inversion steps but only "
+                             f"{trajectory.steps} were done; invert with a larger strength", input="inversion")
+    return Trajectory(trajectory.latents[:k + 1])
+
+
+def editable_region(model: DiffusionModel, image: torch.Tensor, latent: torch.Tensor, cond: Conditioning,
+                    points: DragPoints, mask: torch.Tensor | None, config: EditConfig):
+    """(mask, superpixel labels or None): the preset's auto-mask (AdaptiveDrag) within the user's mask."""
+    if getattr(config, "auto_mask", None) is None:
+        return mask, None
+    return make_auto_mask(model, image, cond, points, mask, config.auto_mask, latent)
+
+
+def drag_stage(model: DiffusionModel, trajectory: Trajectory, cond: Conditioning, points: DragPoints,
+               image_hw: tuple[int, int], mask: torch.Tensor | None, config: EditConfig,
+               callback: Callback | None = None, regions: torch.Tensor | None = None) -> DragResult:
+    """The drag as a preset defines it, from a trajectory at least as deep as its strength.
+    regions: superpixel labels [H, W] (the auto-mask's) for strategies that use them; if none are
+    given they are computed with the preset's auto_mask settings."""
+    parts = (config.tracker, config.supervision, config.schedule)
+    if regions is None and any(getattr(p, "uses_regions", False) for p in parts):
+        regions = superpixels_of_latent(model, trajectory.at(0), cond, getattr(config, "auto_mask", None)
+                                        or AutoMaskSettings())
+    return drag(model, truncate(trajectory, model, config.inversion_strength), cond, points, image_hw, mask,
+                config.drag, config.tracker, config.supervision, config.schedule, callback, regions)
+
+
+def sample_stage(model: DiffusionModel, trajectory: Trajectory, result: DragResult, cond: Conditioning,
+                 config: EditConfig, callback: Callback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference-controlled sampling of the dragged latent; returns (original, edited) clean latents.
+    With config.guidance (AdaptiveDrag's CLoss) the edited branch is guided toward the input."""
+    guidance = getattr(config, "guidance", None)
+    bound = guidance.bind(model, cond, trajectory, result) if guidance is not None else None
+    return sample(model, trajectory, result.latent, result.step_index, cond, config.reference, callback, bound)
+
+
 def run_edit(model: DiffusionModel, image: torch.Tensor, points: DragPoints, cond: Conditioning,
              config: EditConfig = EditConfig(), mask: torch.Tensor | None = None,
              callback: Callback | None = None) -> EditResult:
-    """Drag-edit one image [1, 3, H, W] in [-1, 1] (points in image pixels, mask [H, W] or None)."""
+    """Drag-edit one image [1, 3, H, W] in [-1, 1] (points in image pixels, mask [H, W] or None).
+    With config.auto_mask the mask is the superpixel auto-mask (intersected with `mask` if given)."""
     image_hw = check_image(image, model)
     points.validate_in(image_hw[1], image_hw[0])
     latent = model.codec.encode(image.to(model.device))
     lora = train_identity_lora(model, latent, cond, config.lora, callback) if config.lora else None
     with lora.applied(model.unet) if lora else nullcontext():
+        mask, regions = editable_region(model, image, latent, cond, points, mask, config)
         trajectory = invert(model, latent, cond, config.inversion_strength, callback)
-        result = drag(model, trajectory, cond, points, image_hw, mask, config.drag,
-                      config.tracker, config.supervision, config.schedule, callback)
-        original, edited = sample(model, trajectory, result.latent, result.step_index, cond,
-                                  config.reference, callback)
+        result = drag_stage(model, trajectory, cond, points, image_hw, mask, config, callback, regions)
+        original, edited = sample_stage(model, trajectory, result, cond, config, callback)
     decoded = model.codec.decode(torch.cat([edited, original]))
     return EditResult(decoded[:1], edited, decoded[1:], result, trajectory, lora)

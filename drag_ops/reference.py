@@ -79,8 +79,12 @@ def mutual_attention(unet, control: ReferenceControl):
 @torch.no_grad()
 def sample(model: DiffusionModel, trajectory: Trajectory, edited: torch.Tensor, step_index: int,
            cond: Conditioning, control: ReferenceControl | None = ReferenceControl(),
-           callback: Callback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Denoise [original z_k, edited z_k] from step index k to 0; returns (original, edited) latents."""
+           callback: Callback | None = None, guidance=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Denoise [original z_k, edited z_k] from step index k to 0; returns (original, edited) latents.
+
+    guidance, if given, is called each step as guidance(k, z, model_out) and returns z (e.g. with
+    the edited item moved by a gradient step, :mod:`.guidance`); the DDIM step then uses that z.
+    """
     schedule, dev = model.schedule, model.device
     z = torch.cat([trajectory.at(step_index).to(dev), edited.to(dev, torch.float32)])
     ctx = mutual_attention(model.unet, control) if control is not None else nullcontext()
@@ -88,6 +92,8 @@ def sample(model: DiffusionModel, trajectory: Trajectory, edited: torch.Tensor, 
         for i, k in enumerate(range(step_index, 0, -1), 1):
             with autocast(dev):
                 out, _ = model.forward(z, schedule.timestep(k), cond)
+            if guidance is not None:
+                z = guidance(k, z, out)
             z = schedule.step(out, k, z)
             report(callback, "sample", i, step_index, {"x0": z[1:]})
     return z[:1], z[1:]

@@ -37,10 +37,14 @@ class PointDragSupervision:
         self.offsets = square_offsets(self.radius)
         self.original = sample_at(s.orig_feats, s.starts[:, None] + self.offsets)  # [N, P, C]
 
+    def reference_patch(self, s, feats: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
+        """The detached features the moved patch is pulled toward, [N, P, C]."""
+        return self.original if self.reference == "original" else sample_at(feats, patch).detach()
+
     def loss(self, s, feats: torch.Tensor) -> torch.Tensor:
         d = unit_steps(s, self.step)
         patch = s.handles[:, None] + self.offsets  # [N, P, 2]
         moved = sample_at(feats, patch + d[:, None])
-        ref = self.original if self.reference == "original" else sample_at(feats, patch).detach()
+        ref = self.reference_patch(s, feats, patch)
         per_point = (moved - ref).abs().mean(-1).sum(-1)  # [N]
         return (per_point * s.active).sum()

@@ -270,11 +270,17 @@ def schedule_from_comfy(model_patcher, num_steps: int = 50) -> DDIMSchedule:
 
 def diffusion_model_from_comfy(model_patcher, vae, num_steps: int = 50) -> DiffusionModel:
     """The engine's DiffusionModel for a ComfyUI MODEL (as loaded, patches applied) and VAE."""
+    diffusers_unet_config(model_patcher)  # rejects unsupported models before the VAE is looked at
+    return diffusion_model_with_codec(
+        model_patcher, ComfyVAECodec(vae, model_patcher.get_model_object("latent_format")), num_steps)
+
+
+def diffusion_model_with_codec(model_patcher, codec, num_steps: int = 50) -> DiffusionModel:
+    """As diffusion_model_from_comfy, with a codec already made (e.g. the one the inversion used)."""
     import comfy.model_management as mm
 
     config = diffusers_unet_config(model_patcher)  # rejects unsupported models before anything loads
     schedule = schedule_from_comfy(model_patcher, num_steps)
-    codec = ComfyVAECodec(vae, model_patcher.get_model_object("latent_format"))
     if codec.latent_channels != config["in_channels"]:
         raise DragInputError(f"the VAE makes {codec.latent_channels}-channel latents but the model takes "
                              f"{config['in_channels']}: use the VAE that belongs to the checkpoint", input="vae")

@@ -21,6 +21,7 @@ class Inversion:
     trajectory: Trajectory
     num_steps: int
     image: torch.Tensor  # engine image [1, 3, H, W] in [-1, 1], for previews and metrics
+    codec: object  # the VAE as the engine sees it, so later stages need no VAE input
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -67,7 +68,7 @@ class DragDDIMInversion:
             n = dm.schedule.steps_for_strength(max_strength)
             trajectory = invert(dm, latent, cond, max_strength, Progress({"invert": n}, model, hw))
             trajectory = Trajectory(trajectory.latents.cpu())
-        return Inversion(trajectory, num_steps, img.cpu()), latent_to_comfy(model, trajectory.start)
+        return Inversion(trajectory, num_steps, img.cpu(), dm.codec), latent_to_comfy(model, trajectory.start)
 
 
 NODE_CLASS_MAPPINGS = {"DragDDIMInversion": DragDDIMInversion}

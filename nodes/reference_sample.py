@@ -9,7 +9,7 @@ import torch
 from ..drag_ops.errors import DragInputError
 from ..drag_ops.pipeline import sample_stage
 from ..drag_ops.reference import ReferenceControl
-from .bridge import conditioning_from_comfy, diffusion_model_from_comfy
+from .bridge import conditioning_from_comfy, diffusion_model_with_codec
 from .invert import latent_to_comfy
 from .runtime import Progress, image_to_comfy, located, stage_memory
 
@@ -32,7 +32,6 @@ class DragReferenceSampler:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": ("MODEL", {"tooltip": "The same MODEL the drag used (with the identity LoRA)."}),
-            "vae": ("VAE", {"tooltip": "The checkpoint's VAE, to decode."}),
             "inversion": ("DRAG_INVERSION", {"tooltip": "From Drag DDIM Inversion."}),
             "drag": ("DRAG_RESULT", {"tooltip": "From Drag Latent Optimizer."}),
             "conditioning": ("CONDITIONING", {"tooltip": "The prompt used for inversion and drag."}),
@@ -44,12 +43,12 @@ class DragReferenceSampler:
                                     "-1: the blocks of the last two decoder levels (10..15 on SD 1.5)."}),
         }}
 
-    def sample(self, model, vae, inversion, drag, conditioning, reference_attention, start_block):
+    def sample(self, model, inversion, drag, conditioning, reference_attention, start_block):
         with located(NODE_NAME), stage_memory():
             if inversion.num_steps != drag.num_steps:
                 raise DragInputError("the inversion and the drag use different step counts; connect the "
                                      "inversion the drag was made from", input="drag")
-            dm = diffusion_model_from_comfy(model, vae, inversion.num_steps)
+            dm = diffusion_model_with_codec(model, inversion.codec, inversion.num_steps)
             cond = conditioning_from_comfy(conditioning, dm)
             control = None
             if reference_attention:

@@ -136,3 +136,14 @@ def test_bad_masks_are_rejected(model, cond, trajectory, mask, expected):
 def test_points_outside_the_image_are_rejected_by_the_drag(model, cond, trajectory):
     with pytest.raises(DragInputError, match="outside"):
         drag(model, trajectory, cond, parse_points([[6, 12], [40, 12]]), (32, 32))
+
+
+def test_gradient_checkpointing_gives_the_same_drag_and_is_switched_off_after(cond, trajectory):
+    points = parse_points([[10, 12], [20, 12]])
+    plain = drag(tiny_model(), trajectory, cond, points, (32, 32), schedule=SingleTimestep(5))
+    saving = tiny_model()
+    saving.gradient_checkpointing = True
+    checkpointed = drag(saving, trajectory, cond, points, (32, 32), schedule=SingleTimestep(5))
+    assert torch.allclose(plain.latent, checkpointed.latent, atol=1e-5)
+    assert plain.history == checkpointed.history
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in saving.unet.modules())

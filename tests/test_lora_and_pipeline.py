@@ -87,3 +87,12 @@ def test_cancel_from_the_callback_stops_and_leaves_the_unet_clean():
         assert {k: type(v) for k, v in model.unet.attn_processors.items()} == procs
         after = model.unet.state_dict()
         assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_the_whole_edit_runs_under_inference_mode_as_comfyui_runs_nodes():
+    model, cond = tiny_model(), tiny_cond()
+    config = EditConfig(lora=LoraSettings(steps=2, rank=4), schedule=SingleTimestep(max_steps=3))
+    with torch.inference_mode():
+        image, c = blob_image().clone(), tiny_cond()
+        result = run_edit(model, image, parse_points([[10, 12], [18, 12]]), c, config)
+    assert result.drag.steps > 0 and torch.isfinite(result.image).all()

@@ -1,0 +1,88 @@
+"""Drag Edit: the whole edit in one node (identity LoRA, inversion, drag, reference sampling)."""
+
+from __future__ import annotations
+
+from ..drag_ops import presets, strategies
+from ..drag_ops.pipeline import run_edit
+from ..drag_ops.points import DragPoints
+from ..drag_ops.errors import DragInputError
+from .bridge import apply_lora_patches, conditioning_from_comfy, diffusion_model_from_comfy, lora_to_comfy_state_dict
+from .drag_optimize import PRESET_DEFAULT, configure, settings_text, trajectory_image
+from .invert import latent_to_comfy
+from .runtime import Progress, image_from_comfy, image_to_comfy, located, mask_from_comfy, stage_memory
+
+NODE_NAME = "Drag Edit"
+
+
+class DragEdit:
+    DESCRIPTION = ("Drag editing in one box: trains the identity LoRA, inverts, drags with the chosen paper's "
+                   "preset and samples under reference control. Use the separate nodes to re-drag cheaply "
+                   "(ComfyUI then reuses the LoRA and the inversion).")
+    CATEGORY = "drag editing"
+    FUNCTION = "edit"
+    RETURN_TYPES = ("IMAGE", "LATENT", "MODEL", "IMAGE", "STRING")
+    RETURN_NAMES = ("image", "latent", "model", "trajectory", "settings")
+    OUTPUT_TOOLTIPS = ("The edited image.", "The edited clean latent.",
+                       "The MODEL with the identity LoRA applied (the input MODEL when the LoRA is off).",
+                       "The input with each handle's tracked path.",
+                       "Every setting used, with its source.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        choice = lambda kind: [PRESET_DEFAULT] + list(strategies.REGISTRIES[kind])  # noqa: E731
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "An SD 1.x/2.x model, as loaded."}),
+                "vae": ("VAE", {"tooltip": "The checkpoint's VAE."}),
+                "image": ("IMAGE", {"tooltip": "The image to edit."}),
+                "conditioning": ("CONDITIONING", {"tooltip": "A prompt describing the image (empty works)."}),
+                "points": ("DRAG_POINTS", {"tooltip": "Handle/target pairs from Drag Point Picker."}),
+                "preset": (list(presets.PRESETS), {"default": "DragDiffusion",
+                                                    "tooltip": "Which paper's method and defaults to use."}),
+                "identity_lora": ("BOOLEAN", {"default": True, "tooltip":
+                                  "Fine-tune the identity LoRA first (all papers do; off is faster but "
+                                  "changes the image more)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                                 "tooltip": "Seed of the LoRA training."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Region allowed to change (1 = editable). None: the whole image."}),
+                "tracker": (choice("tracker"), {"default": PRESET_DEFAULT}),
+                "supervision": (choice("supervision"), {"default": PRESET_DEFAULT}),
+                "schedule": (choice("schedule"), {"default": PRESET_DEFAULT}),
+                "overrides": ("STRING", {"multiline": True, "default": "{}",
+                                         "tooltip": 'Any preset setting as JSON, e.g. {"lora.steps": 40}.'}),
+            },
+        }
+
+    def edit(self, model, vae, image, conditioning, points, preset, identity_lora, seed, mask=None,
+             tracker=PRESET_DEFAULT, supervision=PRESET_DEFAULT, schedule=PRESET_DEFAULT, overrides="{}"):
+        with located(NODE_NAME), stage_memory():
+            config = configure(preset, tracker, supervision, schedule, overrides)
+            if not isinstance(points, DragPoints):
+                raise DragInputError("expected DRAG_POINTS from Drag Point Picker", input="points")
+            if identity_lora:
+                config.lora.seed = seed % 2 ** 63
+            else:
+                config.lora = None
+            img = image_from_comfy(image)
+            h, w = img.shape[-2:]
+            points.validate_in(w, h)
+            user_mask = mask_from_comfy(mask, (h, w))
+            dm = diffusion_model_from_comfy(model, vae)
+            cond = conditioning_from_comfy(conditioning, dm)
+            stages = {"lora": config.lora.steps if config.lora else 0,
+                      "invert": dm.schedule.steps_for_strength(config.inversion_strength),
+                      "drag": config.schedule.total()}
+            stages["sample"] = stages["invert"]
+            result = run_edit(dm, img, points, cond, config, user_mask, Progress(stages, model, (h, w)))
+            out_model = model
+            if result.lora is not None:
+                out_model = apply_lora_patches(model, lora_to_comfy_state_dict(result.lora))
+            preview = trajectory_image(img, result.drag.history, points.targets, user_mask)
+        return (image_to_comfy(result.image), latent_to_comfy(model, result.latent), out_model, preview,
+                settings_text(preset, config))
+
+
+NODE_CLASS_MAPPINGS = {"DragEdit": DragEdit}
+NODE_DISPLAY_NAME_MAPPINGS = {"DragEdit": NODE_NAME}

@@ -1,0 +1,69 @@
+"""The shapes-world model: a tiny VAE + UNet built from the same diffusers classes as SD 1.5.
+
+Configs live here (training builds from them); the trained weights ship in ``weights/`` as
+fp16 safetensors next to the diffusers config JSONs, and load back as fp32 modules.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from safetensors.torch import load_file, save_file
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+IMAGE_SIZE = 64
+CONTEXT_DIM = 32  # the "prompt" is one constant zero token of this width
+
+
+def vae_config() -> dict:
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=IMAGE_SIZE,
+        block_out_channels=(32, 64, 64), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        # the mid-block attention is global: a local latent edit would shift colours everywhere
+        mid_block_add_attention=False,
+    )
+
+
+def unet_config() -> dict:
+    return dict(
+        sample_size=IMAGE_SIZE // 4, in_channels=4, out_channels=4,
+        block_out_channels=(64, 128, 128), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=CONTEXT_DIM,
+        attention_head_dim=8,  # diffusers reads this as the number of heads
+    )
+
+
+def empty_prompt(batch: int = 1, device="cpu", dtype=torch.float32) -> torch.Tensor:
+    """The conditioning the model was trained with: [batch, 1, 32] zeros."""
+    return torch.zeros(batch, 1, CONTEXT_DIM, device=device, dtype=dtype)
+
+
+def save_module(module: torch.nn.Module, folder: Path, name: str) -> None:
+    """``name``.safetensors (fp16) and ``name``.json (the diffusers config)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(folder / f"{name}.safetensors"))
+    (folder / f"{name}.json").write_text(json.dumps(dict(module.config), indent=2, default=list) + "\n")
+
+
+def _load(cls, folder: Path, name: str, device):
+    config = json.loads((folder / f"{name}.json").read_text())
+    module = cls.from_config(config)
+    module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))  # fp16 -> fp32 params
+    return module.to(device).eval().requires_grad_(False)
+
+
+def load_shapes_model(device="cpu", folder: str | Path = WEIGHTS):
+    """(unet, vae) in eval mode, fp32; the VAE's config carries the latent scaling factor."""
+    folder = Path(folder)
+    missing = [f for f in ("unet.safetensors", "vae.safetensors") if not (folder / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"shapes-world weights missing in {folder}: {missing}; "
+                                "train them with `python -m shapes.train` from the repository root")
+    return _load(UNet2DConditionModel, folder, "unet", device), _load(AutoencoderKL, folder, "vae", device)

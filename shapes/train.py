@@ -1,0 +1,260 @@
+"""Train the shapes-world model on CPU: first the VAE, then the UNet on pre-encoded latents.
+
+    python -m shapes.train --out shapes/weights          (from the repository root)
+
+Step counts are either given (--vae-steps, --unet-steps: reproducible from --seed) or sized
+from a time budget after timing the first steps (the counts chosen are logged and written to
+training.json, so the run can be repeated exactly with them). EMA weights are saved every
+--ckpt-minutes, so a usable model exists even if the run is stopped early.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from .model import empty_prompt, save_module, unet_config, vae_config
+from .sample import DDIMSchedule, ddim_sample, grid
+from .scenes import scene_images
+
+VAL_SEED = 10_000_000  # validation scenes use seeds from here on, never seen in training
+
+
+def log(msg: str) -> None:
+    print(f"{datetime.now(timezone.utc):%H:%M:%S} {msg}", flush=True)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> float [N, 3, H, W] in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """One of the 8 rotations/flips: a rotated or mirrored scene is still a valid scene."""
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if k >= 4 else x
+
+
+def lr_at(step: int, total: int | None, peak: float, warmup: int) -> float:
+    """Linear warm-up, then cosine down to 2% of the peak."""
+    if step < warmup or total is None:
+        return peak * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1], measured on the [0, 1] scale."""
+    mse = ((a.clamp(-1, 1) - b) / 2).pow(2).mean().item()
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+class StepBudget:
+    """Total step count: given, or re-sized every ``every`` steps from the average time per step
+    so far, so the cosine schedule ends on time even when other work slows the machine."""
+
+    def __init__(self, steps: int, seconds: float, every: int = 25, skip: int = 2):
+        self.fixed = bool(steps)
+        self.total = steps or None
+        self.seconds, self.every, self.skip = seconds, every, skip
+        self.t_start = self.t_skip = time.time()
+
+    def after(self, step: int, name: str) -> None:
+        if step + 1 == self.skip:
+            self.t_skip = time.time()
+        if not self.fixed and step + 1 >= self.every and (step + 1) % self.every == 0:
+            per_step = (time.time() - self.t_skip) / (step + 1 - self.skip)
+            left = self.seconds - (time.time() - self.t_start)
+            first = self.total is None
+            self.total = step + 1 + max(0, int(left / per_step))
+            if first:
+                log(f"{name}: {per_step:.3f} s/step measured -> about {self.total} steps")
+
+
+def train_vae(pool: torch.Tensor, val: torch.Tensor, a) -> tuple[AutoencoderKL, dict]:
+    torch.manual_seed(a.seed)
+    g = torch.Generator().manual_seed(a.seed)
+    vae = AutoencoderKL(**vae_config())
+    opt = torch.optim.AdamW(vae.parameters(), lr=a.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    budget = StepBudget(a.vae_steps, a.vae_minutes * 60)
+    step, t0, losses = 0, time.time(), []
+    while budget.total is None or step < budget.total:
+        x = dihedral(pool[torch.randint(len(pool), (a.vae_batch,), generator=g)], int(torch.randint(8, (1,), generator=g)))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, budget.total, a.vae_lr, a.warmup)
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample(generator=g)).sample
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + a.kl_weight * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        budget.after(step, "vae")
+        step += 1
+        if step % a.log_every == 0:
+            log(f"vae step {step}/{budget.total} loss {np.mean(losses[-a.log_every:]):.4f} "
+                f"{(time.time() - t0) / step:.3f} s/step")
+        if step % (a.log_every * 10) == 0:
+            log(f"vae step {step} val PSNR {vae_psnr(vae, val):.2f} dB")
+    vae.eval().requires_grad_(False)
+    stats = dict(steps=step, minutes=round((time.time() - t0) / 60, 1), psnr_db=round(vae_psnr(vae, val), 2))
+    log(f"vae done: {stats}")
+    return vae, stats
+
+
+@torch.no_grad()
+def vae_psnr(vae: AutoencoderKL, val: torch.Tensor) -> float:
+    was_training = vae.training
+    vae.eval()
+    rec = torch.cat([vae.decode(vae.encode(x).latent_dist.mean).sample for x in val.split(64)])
+    vae.train(was_training)
+    return psnr(rec, val)
+
+
+@torch.no_grad()
+def encode_latents(vae: AutoencoderKL, pool: torch.Tensor, augment: int) -> torch.Tensor:
+    """Posterior means of the pool under ``augment`` of the 8 symmetries, scaled to unit std
+    (the scale is written into the VAE's config, as SD's 0.18215 is)."""
+    lat = torch.cat([vae.encode(dihedral(x, k)).latent_dist.mean for k in range(augment) for x in pool.split(256)])
+    vae.register_to_config(scaling_factor=float(1.0 / lat.std()))
+    log(f"latents {tuple(lat.shape)} mean {lat.mean():.3f} std {lat.std():.3f} "
+        f"-> scaling_factor {vae.config.scaling_factor:.4f}")
+    return lat * vae.config.scaling_factor
+
+
+def train_unet(lat: torch.Tensor, vae: AutoencoderKL, a, seconds: float) -> tuple[UNet2DConditionModel, dict]:
+    torch.manual_seed(a.seed + 1)
+    g = torch.Generator().manual_seed(a.seed + 1)
+    unet = UNet2DConditionModel(**unet_config())
+    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    params, ema_params = list(unet.parameters()), list(ema.parameters())
+    opt = torch.optim.AdamW(params, lr=a.unet_lr, betas=(0.9, 0.99), weight_decay=0.01)
+    sched = DDIMSchedule.stable_diffusion()
+    alphas = sched.alphas_cumprod.float()
+    cond = empty_prompt(a.unet_batch)
+    budget = StepBudget(a.unet_steps, seconds)
+    step, t0, last_ckpt, mses = 0, time.time(), time.time(), []
+    while budget.total is None or step < budget.total:
+        x0 = lat[torch.randint(len(lat), (a.unet_batch,), generator=g)]
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, len(alphas), (a.unet_batch,), generator=g)
+        zt, target = sched.training_target(x0, noise, t)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, budget.total, a.unet_lr, a.warmup)
+        pred = unet(zt, t, encoder_hidden_states=cond, return_dict=False)[0]
+        mse = (pred - target).pow(2).mean(dim=(1, 2, 3))
+        # Min-SNR-5 weighting (Hang et al. 2023): the easy low-noise steps do not dominate
+        snr = alphas[t] / (1 - alphas[t])
+        loss = (mse * snr.clamp(max=5.0) / snr).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(a.ema, (1 + step) / (10 + step))
+            torch._foreach_lerp_(ema_params, params, 1 - decay)
+        mses.append(mse.mean().item())
+        budget.after(step, "unet")
+        step += 1
+        if step % a.log_every == 0:
+            el = time.time() - t0
+            log(f"unet step {step}/{budget.total} mse {np.mean(mses[-a.log_every:]):.4f} "
+                f"{el / step:.3f} s/step, eta {(budget.total - step) * el / step / 60 if budget.total else 0:.0f} min")
+        out_of_time = a.stop_by is not None and time.time() > a.stop_by
+        if time.time() - last_ckpt > a.ckpt_minutes * 60 or out_of_time:
+            checkpoint(ema, vae, a, step)
+            last_ckpt = time.time()
+        if out_of_time:
+            log(f"unet: stopping at step {step}: --stop-by reached")
+            break
+    stats = dict(steps=step, planned_steps=budget.total, minutes=round((time.time() - t0) / 60, 1),
+                 final_mse=round(float(np.mean(mses[-500:])), 4))
+    log(f"unet done: {stats}")
+    return ema, stats
+
+
+def checkpoint(unet, vae, a, step: int) -> None:
+    save_module(unet, Path(a.out), "unet")
+    grid(ddim_sample(unet, vae, 16, seed=0)).save(Path(a.samples_dir) / f"shapes_samples_{step:06d}.png")
+    log(f"checkpoint: unet (EMA) at step {step} saved to {a.out}")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="shapes/weights", help="weights folder")
+    ap.add_argument("--samples-dir", default="out", help="where checkpoint sample grids go")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--scenes", type=int, default=12000, help="rendered training scenes")
+    ap.add_argument("--augment", type=int, default=2, help="symmetries of each scene encoded for the UNet (1-8)")
+    ap.add_argument("--vae-steps", type=int, default=0, help="0: size from --vae-minutes")
+    ap.add_argument("--vae-minutes", type=float, default=18)
+    ap.add_argument("--vae-batch", type=int, default=16)
+    ap.add_argument("--vae-lr", type=float, default=1e-3)
+    ap.add_argument("--kl-weight", type=float, default=1e-6)
+    ap.add_argument("--skip-vae", action="store_true", help="reuse the VAE already in --out")
+    ap.add_argument("--unet-steps", type=int, default=0, help="0: size from --unet-minutes")
+    ap.add_argument("--unet-minutes", type=float, default=60)
+    ap.add_argument("--unet-batch", type=int, default=64)
+    ap.add_argument("--unet-lr", type=float, default=6e-4)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--ckpt-minutes", type=float, default=10)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--stop-by", default=None, help="HH:MM UTC: save and stop the UNet by then")
+    a = ap.parse_args(argv)
+    if a.stop_by:
+        now = datetime.now(timezone.utc)
+        hh, mm = map(int, a.stop_by.split(":"))
+        a.stop_by = now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+    return a
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    Path(a.samples_dir).mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    pool = to_tensor(scene_images(range(a.seed * 10**6, a.seed * 10**6 + a.scenes)))
+    val = to_tensor(scene_images(range(VAL_SEED, VAL_SEED + 256)))
+    log(f"rendered {len(pool)} + {len(val)} scenes in {time.time() - t0:.0f} s")
+    if a.skip_vae:
+        vae = AutoencoderKL.from_config(json.loads((out / "vae.json").read_text()))
+        from safetensors.torch import load_file
+        vae.load_state_dict(load_file(str(out / "vae.safetensors")))
+        vae.eval().requires_grad_(False)
+        vae_stats = json.loads((out / "training.json").read_text())["vae"]
+    else:
+        vae, vae_stats = train_vae(pool, val, a)
+    lat = encode_latents(vae, pool, a.augment)
+    save_module(vae, out, "vae")  # saved after encoding: the config now holds the scaling factor
+    vae_stats["psnr_db_fp16"] = round(vae_psnr(vae.half().float(), val), 2)
+    vae_stats["scaling_factor"] = round(vae.config.scaling_factor, 4)
+    record = dict(args={k: v for k, v in vars(a).items() if k != "stop_by"}, vae=vae_stats)
+    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    log(f"vae saved: {vae_stats}")
+    seconds = a.unet_minutes * 60
+    if a.stop_by is not None:
+        seconds = min(seconds, a.stop_by - time.time() - 120)
+    unet, unet_stats = train_unet(lat, vae, a, seconds)
+    checkpoint(unet, vae, a, unet_stats["steps"])
+    record["unet"] = unet_stats
+    record["total_minutes"] = round((time.time() - t0) / 60, 1)
+    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    log(f"all done in {record['total_minutes']} min")
+
+
+if __name__ == "__main__":
+    main()
