@@ -42,7 +42,7 @@ class _IdentityCodec:
         return z[:, :3]
 
 
-def sd15_model(size: int) -> tuple[DiffusionModel, Conditioning, torch.Tensor, dict]:
+def sd15_model(size: int, weights=None) -> tuple[DiffusionModel, Conditioning, torch.Tensor, dict]:
     from diffusers import UNet2DConditionModel
     torch.manual_seed(0)
     unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8,
@@ -53,9 +53,9 @@ def sd15_model(size: int) -> tuple[DiffusionModel, Conditioning, torch.Tensor, d
     return model, cond, latent, {}
 
 
-def shapes_model(size: int):
+def shapes_model(size: int, weights=None):
     from comfyui_drag.shapes import world
-    model, cond = world.engine_model(), world.conditioning()
+    model, cond = world.engine_model(weights), world.conditioning()
     scene = world.demo_scene(0)
     latent = model.codec.encode(world.to_engine_image(scene))
     return model, cond, latent, {"adapt": world.adapt}
@@ -114,9 +114,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="drag updates timed per preset")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--presets", default=",".join(presets.PRESETS))
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--weights", default=None, help="shapes weights folder (timings do not depend on the values)")
     args = ap.parse_args()
     size = args.size or (512 if args.model == "sd15" else 64)
-    model, cond, latent, extra = (sd15_model if args.model == "sd15" else shapes_model)(size)
+    torch.set_num_threads(args.threads)
+    model, cond, latent, extra = (sd15_model if args.model == "sd15" else shapes_model)(size, args.weights)
     adapt = extra.get("adapt", lambda c: c)
     print(f"model {args.model}, image {size}x{size}, latent {tuple(latent.shape[1:])}, threads {torch.get_num_threads()}")
 
@@ -124,10 +127,9 @@ def main() -> None:
     print(f"bare forward {t_f * 1e3:.1f} ms; bare forward+backward {t_fb * 1e3:.1f} ms")
 
     # inversion step vs forward
-    n_inv = 5
-    t0 = time.perf_counter()
-    traj = invert(model, latent, cond, n_inv / 50)
-    t_inv = (time.perf_counter() - t0) / n_inv
+    stamps = []
+    invert(model, latent, cond, 6 / 50, lambda *a: stamps.append(time.perf_counter()))
+    t_inv = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
     print(f"inversion step {t_inv * 1e3:.1f} ms = {t_inv / t_f:.2f}x forward")
 
     # LoRA step at batch 4 vs bare forward+backward at batch 4
@@ -143,25 +145,27 @@ def main() -> None:
     traj = invert(model, latent, cond, 0.8)
     h, w = latent.shape[-2] * model.codec.downscale, latent.shape[-1] * model.codec.downscale
     points = DragPoints(((w * 0.3, h * 0.4),), ((w * 0.7, h * 0.5),))
-    print(f"{'preset':<14} {'ms/update':>10} {'fwd+bwd':>8} {'fwd':>5} {'ratio':>6}")
+    print(f"{'preset':<14} {'ms/update':>10} {'fwd+bwd':>8} {'fwd':>5} {'ratio':>6}   (steady state: updates after the first two)")
     for name in args.presets.split(","):
         config = adapt(presets.preset(name))
-        config.schedule.max_steps = args.steps  # a fixed budget, whatever the preset's stopping rule
+        for attr in ("max_steps", "K"):  # a fixed budget, whatever the preset's stopping rule
+            if hasattr(config.schedule, attr):
+                setattr(config.schedule, attr, args.steps)
+        config.drag.reach_distance = 0.0  # never "reached": every update is a full one
+        region_mask, regions = pipeline.editable_region(model, torch.zeros(1, 3, h, w), traj.at(0), cond,
+                                                         points, None, config)
         traj_k = pipeline.truncate(traj, model, config.inversion_strength)
-        stamps = []
-
-        def cb(stage, step, total, _p):
-            stamps.append(time.perf_counter())
-
+        marks = []
         with PassCounter(model) as count:
-            t0 = time.perf_counter()
-            result = pipeline.drag(model, traj_k, cond, points, (h, w), None, config.drag, config.tracker,
-                                   config.supervision, config.schedule, cb)
-            elapsed = time.perf_counter() - t0
-        need = count.grad * t_fb + count.nograd * t_f
-        print(f"{name:<14} {elapsed / max(result.steps, 1) * 1e3:>10.1f} {count.grad:>8} {count.nograd:>5} "
-              f"{elapsed / need:>6.2f}")
-
+            def cb(stage, step, total, _p):
+                marks.append((time.perf_counter(), count.grad, count.nograd))
+            pipeline.drag(model, traj_k, cond, points, (h, w), region_mask, config.drag, config.tracker,
+                          config.supervision, config.schedule, cb, regions)
+        (t0, g0, n0), (t1, g1, n1) = marks[1], marks[-1]
+        updates = len(marks) - 2
+        need = (g1 - g0) * t_fb + (n1 - n0) * t_f
+        print(f"{name:<14} {(t1 - t0) / updates * 1e3:>10.1f} {(g1 - g0) / updates:>8.2f} "
+              f"{(n1 - n0) / updates:>5.2f} {(t1 - t0) / need:>6.2f}")
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,8 @@
 motion supervision (Sec. 3.4, eq. 4-5).
 
 Tracking: per handle a 1x1xC filter z_i, initialised with the template feature f_i (the original
-feature at the original handle) and trained once per timestep, before any drag step, to answer a
+feature at the original handle; scaled to answer 1 on itself) and trained once per timestep, before
+any drag step, to answer a
 Gaussian centred on the handle over the (2*r2+1)^2 patch of the original features (eq. 3, L2 loss);
 then frozen. Each tracking scores the window around the current handle with
 
@@ -33,7 +34,8 @@ def gaussian_labels(offsets: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.exp(-(offsets ** 2).sum(-1) / (2 * sigma ** 2))
 
 
-def train_filters(patches: torch.Tensor, init: torch.Tensor, labels: torch.Tensor, ridge: float = 0.01) -> torch.Tensor:
+def train_filters(patches: torch.Tensor, init: torch.Tensor, labels: torch.Tensor,
+                  ridge: float = 0.01) -> torch.Tensor:
     """Eq. 3 for every handle at once: the filters z_i minimising |patches_i @ z_i - y|^2.
 
     patches [N, P, C] (detached original features), init [N, C] (the templates f_i), labels [P].

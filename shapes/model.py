@@ -52,7 +52,7 @@ def save_module(module: torch.nn.Module, folder: Path, name: str) -> None:
     (folder / f"{name}.json").write_text(json.dumps(dict(module.config), indent=2, default=list) + "\n")
 
 
-def _load(cls, folder: Path, name: str, device):
+def load_module(cls, folder: Path, name: str, device="cpu"):
     config = json.loads((folder / f"{name}.json").read_text())
     module = cls.from_config(config)
     module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))  # fp16 -> fp32 params
@@ -66,4 +66,4 @@ def load_shapes_model(device="cpu", folder: str | Path = WEIGHTS):
     if missing:
         raise FileNotFoundError(f"shapes-world weights missing in {folder}: {missing}; "
                                 "train them with `python -m shapes.train` from the repository root")
-    return _load(UNet2DConditionModel, folder, "unet", device), _load(AutoencoderKL, folder, "vae", device)
+    return load_module(UNet2DConditionModel, folder, "unet", device), load_module(AutoencoderKL, folder, "vae", device)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from .model import empty_prompt, save_module, unet_config, vae_config
+from .model import empty_prompt, load_module, save_module, unet_config, vae_config
 from .sample import DDIMSchedule, ddim_sample, grid
 from .scenes import scene_images
 
@@ -81,10 +81,18 @@ class StepBudget:
                 log(f"{name}: {per_step:.3f} s/step measured -> about {self.total} steps")
 
 
+def init(cls, config: dict, folder: str | None, name: str):
+    """A fresh module, or (with --init-from) one that continues from saved weights."""
+    if folder and (Path(folder) / f"{name}.safetensors").exists():
+        log(f"{name}: starting from {folder}")
+        return load_module(cls, Path(folder), name)
+    return cls(**config)
+
+
 def train_vae(pool: torch.Tensor, val: torch.Tensor, a) -> tuple[AutoencoderKL, dict]:
     torch.manual_seed(a.seed)
     g = torch.Generator().manual_seed(a.seed)
-    vae = AutoencoderKL(**vae_config())
+    vae = init(AutoencoderKL, vae_config(), a.init_from, "vae").train().requires_grad_(True)
     opt = torch.optim.AdamW(vae.parameters(), lr=a.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     budget = StepBudget(a.vae_steps, a.vae_minutes * 60)
     step, t0, losses = 0, time.time(), []
@@ -136,7 +144,7 @@ def encode_latents(vae: AutoencoderKL, pool: torch.Tensor, augment: int) -> torc
 def train_unet(lat: torch.Tensor, vae: AutoencoderKL, a, seconds: float) -> tuple[UNet2DConditionModel, dict]:
     torch.manual_seed(a.seed + 1)
     g = torch.Generator().manual_seed(a.seed + 1)
-    unet = UNet2DConditionModel(**unet_config())
+    unet = init(UNet2DConditionModel, unet_config(), a.init_from, "unet").train().requires_grad_(True)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     params, ema_params = list(unet.parameters()), list(ema.parameters())
     opt = torch.optim.AdamW(params, lr=a.unet_lr, betas=(0.9, 0.99), weight_decay=0.01)
@@ -203,6 +211,7 @@ def parse_args(argv=None):
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--kl-weight", type=float, default=1e-6)
+    ap.add_argument("--init-from", default=None, help="continue training from the weights in this folder")
     ap.add_argument("--skip-vae", action="store_true", help="reuse the VAE already in --out")
     ap.add_argument("--unet-steps", type=int, default=0, help="0: size from --unet-minutes")
     ap.add_argument("--unet-minutes", type=float, default=60)
@@ -231,10 +240,7 @@ def main(argv=None):
     val = to_tensor(scene_images(range(VAL_SEED, VAL_SEED + 256)))
     log(f"rendered {len(pool)} + {len(val)} scenes in {time.time() - t0:.0f} s")
     if a.skip_vae:
-        vae = AutoencoderKL.from_config(json.loads((out / "vae.json").read_text()))
-        from safetensors.torch import load_file
-        vae.load_state_dict(load_file(str(out / "vae.safetensors")))
-        vae.eval().requires_grad_(False)
+        vae = load_module(AutoencoderKL, out, "vae")
         vae_stats = json.loads((out / "training.json").read_text())["vae"]
     else:
         vae, vae_stats = train_vae(pool, val, a)
