@@ -27,6 +27,8 @@ def demo(args) -> None:
     from comfyui_drag.shapes import world
 
     torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, cond = world.engine_model(args.weights), world.conditioning()
     scene = world.demo_scene(args.seed)
     image = world.to_engine_image(scene)
@@ -60,9 +62,11 @@ def demo(args) -> None:
             ImageDraw.Draw(img).line([(x * zoom, y * zoom) for x, y in path], fill=(255, 220, 0), width=2)
         img.save(out / name)
 
-    save(image, "input.png", [handle], [target])
+    # drawn at pixel centres: engine point x is the centre of pixel x, at (x + 0.5) * zoom when zoomed
+    h, t = world.to_scene_xy(handle), world.to_scene_xy(target)
+    save(image, "input.png", [h], [t])
     save(result.image, "output.png")
-    save(result.image, "trajectory.png", [handle], [target], [h[0] for h in result.drag.history])
+    save(result.image, "trajectory.png", [h], [t], [world.to_scene_xy(p[0]) for p in result.drag.history])
     final = result.drag.handles[0]
     print(f"preset {args.preset}: handle {handle} -> target {target}; tracked handle ended at "
           f"({final[0]:.1f}, {final[1]:.1f}) after {result.drag.steps} drag steps")
@@ -202,6 +206,7 @@ def main(argv=None) -> None:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default="out/demo")
     d.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
+    d.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     d.set_defaults(run=demo)
     b = sub.add_parser("bench", help="drag benchmark: shapes world (exact ground truth) or DragBench/Drag100",
                        description="Run presets on drag tasks and print a table of metrics (and write JSON). "

@@ -103,7 +103,7 @@ def bare_costs(model, cond, latent, batch: int, repeat: int) -> tuple[float, flo
         out, _ = model.forward(x, t, cond)
         out.float().square().mean().backward()
 
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad(), model.backprop_memory():
         return timed(fwd, repeat), timed(fwd_bwd, repeat)
 
 
@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="drag updates timed per preset")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--presets", default=",".join(presets.PRESETS))
+    ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (all stages)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--weights", default=None, help="shapes weights folder (timings do not depend on the values)")
     args = ap.parse_args()
@@ -121,7 +122,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, cond, latent, extra = (sd15_model if args.model == "sd15" else shapes_model)(size, args.weights)
     adapt = extra.get("adapt", lambda c: c)
-    print(f"model {args.model}, image {size}x{size}, latent {tuple(latent.shape[1:])}, threads {torch.get_num_threads()}")
+    model.gradient_checkpointing = args.checkpointing
+    print(f"model {args.model}, image {size}x{size}, latent {tuple(latent.shape[1:])}, threads {torch.get_num_threads()}, "
+          f"gradient checkpointing {'on' if args.checkpointing else 'off'}")
 
     t_f, t_fb = bare_costs(model, cond, latent, 1, args.repeat)
     print(f"bare forward {t_f * 1e3:.1f} ms; bare forward+backward {t_fb * 1e3:.1f} ms")

@@ -97,7 +97,7 @@ def fit_to(sample: Sample, multiple: int) -> Sample:
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
 
 
 NONE = "do-nothing"
@@ -160,11 +160,15 @@ def load_checkpoint(path, device="cpu", num_steps: int = 50):
     path = Path(path)
     if not path.exists():
         raise DragInputError(f"checkpoint {path} does not exist")
+    if path.is_file() and path.suffix != ".safetensors":  # .ckpt/.bin are pickles: weights load as safetensors only
+        raise DragInputError(f"checkpoint {path.name} is not a .safetensors file; convert it, or give a diffusers "
+                             "folder with .safetensors weights")
     dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
     try:
         if path.is_dir():
             pipe = StableDiffusionPipeline.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype,
-                                                           safety_checker=None, requires_safety_checker=False)
+                                                           use_safetensors=True, safety_checker=None,
+                                                           requires_safety_checker=False)
         else:
             pipe = StableDiffusionPipeline.from_single_file(str(path), local_files_only=True, torch_dtype=dtype)
     except Exception as e:  # diffusers raises many kinds; say what to do instead

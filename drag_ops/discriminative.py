@@ -3,9 +3,8 @@ motion supervision (Sec. 3.4, eq. 4-5).
 
 Tracking: per handle a 1x1xC filter z_i, initialised with the template feature f_i (the original
 feature at the original handle; scaled to answer 1 on itself) and trained once per timestep, before
-any drag step, to answer a
-Gaussian centred on the handle over the (2*r2+1)^2 patch of the original features (eq. 3, L2 loss);
-then frozen. Each tracking scores the window around the current handle with
+any drag step, to answer a Gaussian centred on the handle over the (2*r2+1)^2 patch of the original
+features (eq. 3, L2 loss); then frozen. Each tracking scores the window around the current handle with
 
     S = lam * exp(-|F - f_i|_1 / C) + (1 - lam) * <F, z_i>                       (eq. 2)
 

@@ -33,6 +33,12 @@ class DragSettings:
     reach_distance: float = 2.0  # feature pixels
     features: FeatureSpec = field(default_factory=FeatureSpec)
 
+    def __post_init__(self):
+        if self.mask_reduction not in ("sum", "mean"):
+            raise ValueError(f"mask_reduction is 'sum' or 'mean', got {self.mask_reduction!r}")
+        if self.mask_reference not in ("step", "trajectory"):
+            raise ValueError(f"mask_reference is 'step' or 'trajectory', got {self.mask_reference!r}")
+
 
 @dataclass
 class DragResult:

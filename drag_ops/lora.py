@@ -29,6 +29,15 @@ class LoraSettings:
     targets: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
 
+    def __post_init__(self):
+        if self.rank < 1 or self.batch_size < 1 or self.steps < 0:
+            raise ValueError(f"LoRA rank and batch size must be at least 1 and steps at least 0, got rank "
+                             f"{self.rank}, batch size {self.batch_size}, steps {self.steps}")
+        if not self.learning_rate > 0 or (self.alpha is not None and not self.alpha > 0):
+            raise ValueError("the LoRA learning rate and alpha must be positive")
+        if not self.targets:
+            raise ValueError("the LoRA needs at least one target module name")
+
 
 @dataclass
 class LoraWeights:
@@ -50,13 +59,16 @@ class LoraWeights:
 
 
 @contextmanager
-def _adapter(unet, rank: int, alpha: float, targets):
+def _adapter(unet, rank: int, alpha: float, targets, seed: int = 0):
     from peft import LoraConfig
     if ADAPTER in (getattr(unet, "peft_config", None) or {}):
         raise RuntimeError(f"the UNet already carries an adapter named {ADAPTER!r}")
     flags = {n: p.requires_grad for n, p in unet.named_parameters()}
     had_other = bool(getattr(unet, "peft_config", None))
-    with torch.inference_mode(False):  # adapter weights must be able to take part in autograd
+    # adapter weights must be able to take part in autograd; peft draws their initial values from
+    # the global generator: seed a private copy of it (same seed, same LoRA; the caller's RNG untouched)
+    with torch.inference_mode(False), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
                                     init_lora_weights=True), adapter_name=ADAPTER)
         for n, p in unet.named_parameters():
@@ -94,7 +106,7 @@ def train_identity_lora(model: DiffusionModel, latent: torch.Tensor, cond: Condi
     dev = model.device
     n_train = len(schedule.alphas_cumprod)
     with torch.inference_mode(False), torch.enable_grad(), model.backprop_memory(), \
-            _adapter(unet, settings.rank, alpha, settings.targets):
+            _adapter(unet, settings.rank, alpha, settings.targets, settings.seed):
         x0 = latent.detach().clone().float().cpu()
         ctx = cond.detached().batch(settings.batch_size)
         params = [p for p in unet.parameters() if p.requires_grad]

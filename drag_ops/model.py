@@ -91,6 +91,11 @@ class FeatureSpec:
     blocks: tuple[int, ...] = (2,)
     size: tuple[int, int] | None = None  # (height, width)
 
+    def __post_init__(self):
+        if self.size is not None and (not isinstance(self.size, tuple) or len(self.size) != 2
+                                      or min(self.size) < 1):
+            raise ValueError(f"the feature size is [height, width] in feature pixels, got {self.size!r}")
+
     def resolve(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         return self.size or (image_hw[0] // 2, image_hw[1] // 2)
 

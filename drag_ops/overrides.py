@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
 import math
 from numbers import Real
@@ -60,12 +61,31 @@ def apply_overrides(config, overrides: dict):
             raise DragInputError(f"unknown setting {path!r}{hint}; settings of this preset: "
                                  f"{', '.join(sorted(known))}", input="overrides")
         setattr(owner, path.split(".")[-1], _coerce(path, known[path], value))
+        _recheck(path, owner)
     return config
+
+
+def _recheck(path: str, owner) -> None:
+    """Let the part's own constructor judge the new value (ranges, choices): rebuild it from its
+    settings and turn what it raises into the user's error."""
+    try:
+        if dataclasses.is_dataclass(owner):
+            dataclasses.replace(owner)
+        else:
+            params = inspect.signature(type(owner)).parameters
+            type(owner)(**{k: getattr(owner, k) for k in params if hasattr(owner, k)})
+    except (TypeError, ValueError) as e:
+        detail = e.detail if isinstance(e, DragInputError) else str(e)
+        raise DragInputError(f"{path}: {detail}", input="overrides") from None
 
 
 def parse_overrides(text: str) -> dict:
     """JSON object text from a node widget ("" or "{}" for none)."""
-    if not text or not text.strip():
+    if text is None:
+        return {}
+    if not isinstance(text, str):
+        raise DragInputError(f"overrides must be JSON text, got {type(text).__name__}", input="overrides")
+    if not text.strip():
         return {}
     try:
         data = json.loads(text)
@@ -84,18 +104,47 @@ def _owner(config, path: str):
 
 
 def _coerce(path: str, current, value):
-    if isinstance(current, bool) or current is None and isinstance(value, bool):
+    if isinstance(current, bool):
         if not isinstance(value, bool):
             raise DragInputError(f"{path} takes true or false, got {value!r}", input="overrides")
         return value
+    if current is None and isinstance(value, (list, tuple)):
+        current = ()  # an optional list setting (e.g. drag.features.size)
     if isinstance(current, (int, float)) or current is None:
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-            raise DragInputError(f"{path} takes a finite number, got {value!r}", input="overrides")
-        return int(value) if isinstance(current, int) and float(value).is_integer() else float(value)
+        return _number(path, current, value)
     if isinstance(current, tuple):
         if not isinstance(value, (list, tuple)):
-            raise DragInputError(f"{path} takes a list, got {value!r}", input="overrides")
-        return tuple(value)
+            raise DragInputError(f"{path} takes a list, got {_short(value)}", input="overrides")
+        kinds = {type(v) for v in current}
+        if not value and current:
+            raise DragInputError(f"{path} takes a non-empty list", input="overrides")
+        out = []
+        for v in value:
+            if kinds == {str} or isinstance(v, str):
+                if not isinstance(v, str) or (kinds and kinds != {str}):
+                    raise DragInputError(f"{path} takes a list of {'text' if kinds == {str} else 'numbers'}, "
+                                         f"got {_short(value)}", input="overrides")
+                out.append(v)
+            else:  # list entries may be negative (block indices count from the end)
+                out.append(_number(path, next(iter(kinds)) if kinds else None, v, signed=True))
+        return tuple(out)
     if not isinstance(value, str):
         raise DragInputError(f"{path} takes text, got {value!r}", input="overrides")
     return value
+
+
+def _number(path: str, current, value, signed: bool = False):
+    """A finite number (whole for integer settings; not negative unless signed)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise DragInputError(f"{path} takes a finite number, got {_short(value)}", input="overrides")
+    whole = isinstance(current, int) and not isinstance(current, bool) or current is int
+    if whole and not float(value).is_integer():
+        raise DragInputError(f"{path} takes a whole number, got {value!r}", input="overrides")
+    if value < 0 and not signed:
+        raise DragInputError(f"{path} takes a number >= 0, got {value!r}", input="overrides")
+    return int(value) if whole or isinstance(value, int) and current is None else float(value)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

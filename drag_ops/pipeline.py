@@ -34,9 +34,9 @@ def check_image(image: torch.Tensor, model: DiffusionModel) -> tuple[int, int]:
         raise DragInputError(f"image must be [1, 3, H, W], got {tuple(getattr(image, 'shape', ()))}", input="image")
     h, w = image.shape[-2:]
     m = model.size_multiple
-    if h % m or w % m:
-        raise DragInputError(f"image size {w}x{h} is not a multiple of {m} (VAE downscale x UNet "
-                             "downsampling); resize or crop it", input="image")
+    if h % m or w % m or h < m or w < m:
+        raise DragInputError(f"image size {w}x{h}: both sides must be a non-zero multiple of {m} (VAE "
+                             "downscale x UNet downsampling); resize or crop it", input="image")
     return h, w
 
 

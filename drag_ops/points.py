@@ -45,7 +45,7 @@ class DragPoints:
                 if not (0 <= x < width and 0 <= y < height):
                     raise DragInputError(
                         f"pair {i}: {name} ({x:g}, {y:g}) lies outside the {width}x{height} image "
-                        f"(expected 0 <= x < {width}, 0 <= y < {height})")
+                        f"(expected 0 <= x < {width}, 0 <= y < {height})", input="points")
         return self
 
 
@@ -54,16 +54,19 @@ def parse_points(data, width: int | None = None, height: int | None = None) -> D
 
     Raises DragInputError (never anything else) for any malformed input.
     """
-    if isinstance(data, DragPoints):
-        points = data
-    else:
-        if isinstance(data, (bytes, bytearray)):
-            data = data.decode("utf-8", errors="replace")
-        if isinstance(data, str):
-            data = _load_json(data)
-        points = _from_object(data)
-    if width is not None and height is not None:
-        points.validate_in(width, height)
+    try:
+        if isinstance(data, DragPoints):
+            points = data
+        else:
+            if isinstance(data, (bytes, bytearray)):
+                data = data.decode("utf-8", errors="replace")
+            if isinstance(data, str):
+                data = _load_json(data)
+            points = _from_object(data)
+        if width is not None and height is not None:
+            points.validate_in(width, height)
+    except DragInputError as e:
+        raise e.at(input="points") from None
     return points
 
 
@@ -135,7 +138,10 @@ def _xy(p, what: str) -> tuple[float, float]:
     for v in p:
         if isinstance(v, bool) or not isinstance(v, Real):
             raise DragInputError(f"{what} must hold two numbers, got {_short(p)}")
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:  # an integer beyond float range (JSON allows any number of digits)
+            v = math.inf
         if not math.isfinite(v):
             raise DragInputError(f"{what} has a non-finite coordinate {v}")
         out.append(v)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 SUPPORTED = ("a Stable Diffusion 1.x or 2.x UNet checkpoint (SD 1.5, SD 2.1 base or 768-v, and "
              "models fine-tuned or merged from them), with epsilon or v prediction")
 LORA_PREFIX = "lora_unet_"  # kohya naming: what ComfyUI, A1111 and diffusers all load
+MAX_NAME_BYTES = 120  # of a saved LoRA's name stem (file names may hold 255)
 
 
 def _unsupported(what: str) -> DragInputError:
@@ -330,7 +331,10 @@ def conditioning_from_comfy(conditioning, model: DiffusionModel | None = None, *
     one prompt, so further entries (areas, combines) and batch rows after the first are ignored.
     Given the model, the context is put on its device and its width checked.
     """
-    if not isinstance(conditioning, (list, tuple)) or not conditioning:
+    if not isinstance(conditioning, (list, tuple)):
+        raise DragInputError(f"malformed conditioning: expected CONDITIONING from CLIP Text Encode, got "
+                             f"{type(conditioning).__name__}", input=input)
+    if not conditioning:
         raise DragInputError("empty conditioning: connect a CLIP Text Encode output", input=input)
     entry = conditioning[0]
     if not isinstance(entry, (list, tuple)) or not entry or not torch.is_tensor(entry[0]) or entry[0].dim() != 3:
@@ -339,6 +343,8 @@ def conditioning_from_comfy(conditioning, model: DiffusionModel | None = None, *
     if len(conditioning) > 1:
         log.info("drag editing uses the first of %d conditioning entries", len(conditioning))
     context = entry[0][:1]
+    if not context.is_floating_point() or not torch.isfinite(context).all():
+        raise DragInputError("conditioning holds non-finite or non-float values", input=input)
     device = None
     if model is not None:
         device, width = model.device, model.unet.config.cross_attention_dim
@@ -396,15 +402,25 @@ def save_lora(lora_sd: dict, name: str, metadata: dict | None = None) -> str:
     import folder_paths
     import safetensors.torch
 
-    folder = folder_paths.get_folder_paths("loras")[0]
+    folder = os.path.realpath(folder_paths.get_folder_paths("loras")[0])
     os.makedirs(folder, exist_ok=True)
-    stem = re.sub(r"[^\w\-]+", "_", name).strip("_") or "drag_identity"
-    counter = 1
-    while os.path.exists(os.path.join(folder, f"{stem}_{counter:05}.safetensors")):
-        counter += 1
-    file_name = f"{stem}_{counter:05}.safetensors"
-    safetensors.torch.save_file(lora_sd, os.path.join(folder, file_name), metadata=metadata)
-    return file_name
+    # letters, digits, "_" and "-" only (no separators, dots or drive letters), short enough for any filesystem
+    stem = re.sub(r"[^\w\-]+", "_", str(name or "")).strip("_")
+    stem = stem.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore").strip("_") or "drag_identity"
+    data = safetensors.torch.save(lora_sd, metadata=metadata)
+    for counter in range(1, 100_000):
+        file_name = f"{stem}_{counter:05}.safetensors"
+        path = os.path.join(folder, file_name)
+        if os.path.dirname(path) != folder:  # cannot happen with the stem above; never write elsewhere
+            raise DragInputError(f"cannot save the LoRA as {name!r}", input="save_name")
+        try:
+            with open(path, "xb") as f:  # "x": never replaces a file, even one made a moment ago
+                f.write(data)
+        except FileExistsError:
+            continue
+        return file_name
+    raise DragInputError(f"models/loras already holds 99999 LoRAs named {stem}_*; choose another name",
+                         input="save_name")
 
 
 def lora_key_map(model_patcher) -> dict:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from ..drag_ops import presets, strategies
 from ..drag_ops.pipeline import run_edit
-from ..drag_ops.points import DragPoints
+from ..drag_ops import presets
 from ..drag_ops.errors import DragInputError
+from ..drag_ops.points import DragPoints
 from .bridge import apply_lora_patches, conditioning_from_comfy, diffusion_model_from_comfy, lora_to_comfy_state_dict
-from .drag_optimize import PRESET_DEFAULT, configure, settings_text, trajectory_image
+from .drag_optimize import (METHOD_INPUTS, OVERRIDES_INPUT, PRESET_DEFAULT, configure, trajectory_image)
 from .invert import latent_to_comfy
 from .runtime import Progress, image_from_comfy, image_to_comfy, located, mask_from_comfy, stage_memory
 
@@ -29,7 +29,6 @@ class DragEdit:
 
     @classmethod
     def INPUT_TYPES(cls):
-        choice = lambda kind: [PRESET_DEFAULT] + list(strategies.REGISTRIES[kind])  # noqa: E731
         return {
             "required": {
                 "model": ("MODEL", {"tooltip": "An SD 1.x/2.x model, as loaded."}),
@@ -37,8 +36,7 @@ class DragEdit:
                 "image": ("IMAGE", {"tooltip": "The image to edit."}),
                 "conditioning": ("CONDITIONING", {"tooltip": "A prompt describing the image (empty works)."}),
                 "points": ("DRAG_POINTS", {"tooltip": "Handle/target pairs from Drag Point Picker."}),
-                "preset": (list(presets.PRESETS), {"default": "DragDiffusion",
-                                                    "tooltip": "Which paper's method and defaults to use."}),
+                "preset": METHOD_INPUTS["preset"],
                 "identity_lora": ("BOOLEAN", {"default": True, "tooltip":
                                   "Fine-tune the identity LoRA first (all papers do; off is faster but "
                                   "changes the image more)."}),
@@ -47,11 +45,10 @@ class DragEdit:
             },
             "optional": {
                 "mask": ("MASK", {"tooltip": "Region allowed to change (1 = editable). None: the whole image."}),
-                "tracker": (choice("tracker"), {"default": PRESET_DEFAULT}),
-                "supervision": (choice("supervision"), {"default": PRESET_DEFAULT}),
-                "schedule": (choice("schedule"), {"default": PRESET_DEFAULT}),
-                "overrides": ("STRING", {"multiline": True, "default": "{}",
-                                         "tooltip": 'Any preset setting as JSON, e.g. {"lora.steps": 40}.'}),
+                "tracker": METHOD_INPUTS["tracker"],
+                "supervision": METHOD_INPUTS["supervision"],
+                "schedule": METHOD_INPUTS["schedule"],
+                "overrides": OVERRIDES_INPUT,
             },
         }
 
@@ -81,7 +78,7 @@ class DragEdit:
                 out_model = apply_lora_patches(model, lora_to_comfy_state_dict(result.lora))
             preview = trajectory_image(img, result.drag.history, points.targets, user_mask)
         return (image_to_comfy(result.image), latent_to_comfy(model, result.latent), out_model, preview,
-                settings_text(preset, config))
+                presets.describe_text(preset, config))
 
 
 NODE_CLASS_MAPPINGS = {"DragEdit": DragEdit}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +15,7 @@ from ..drag_ops.overrides import apply_overrides, parse_overrides
 from ..drag_ops.pipeline import drag_stage, editable_region
 from ..drag_ops.points import DragPoints
 from .bridge import conditioning_from_comfy, diffusion_model_with_codec
-from .invert import latent_to_comfy
+from .invert import Inversion, latent_to_comfy
 from .runtime import Progress, draw_points, located, mask_from_comfy, stage_memory
 
 NODE_NAME = "Drag Latent Optimizer"
@@ -31,6 +30,14 @@ class DragOutcome:
     config: presets.EditConfig
     num_steps: int
     mask: torch.Tensor | None
+    origin: torch.Tensor | None = None  # the inversion's encoded image: the sampler checks it gets the same
+
+
+def check_inversion(inversion) -> Inversion:
+    if not isinstance(inversion, Inversion):
+        raise DragInputError(f"expected DRAG_INVERSION from Drag DDIM Inversion, got {type(inversion).__name__}",
+                             input="inversion")
+    return inversion
 
 
 def configure(preset: str, tracker: str = PRESET_DEFAULT, supervision: str = PRESET_DEFAULT,
@@ -38,11 +45,6 @@ def configure(preset: str, tracker: str = PRESET_DEFAULT, supervision: str = PRE
     """A preset with the user's strategy choices and setting overrides, checked."""
     config = strategies.with_strategies(presets.preset(preset), tracker, supervision, schedule)
     return apply_overrides(config, parse_overrides(overrides))
-
-
-def settings_text(preset: str, config: presets.EditConfig) -> str:
-    rows = presets.describe(preset, config)
-    return "\n".join(f"{path} = {json.dumps(row['value'])}   # {row['source']}" for path, row in rows.items())
 
 
 def trajectory_image(image: torch.Tensor, history: list, targets, mask: torch.Tensor | None) -> torch.Tensor:
@@ -65,6 +67,27 @@ def trajectory_image(image: torch.Tensor, history: list, targets, mask: torch.Te
     return out[None]
 
 
+def _strategy_choice(kind: str, tooltip: str):
+    return [PRESET_DEFAULT] + list(strategies.REGISTRIES[kind]), {"default": PRESET_DEFAULT, "tooltip": tooltip}
+
+
+# the method choice, shared by the optimizer and the one-box node
+METHOD_INPUTS = {
+    "preset": (list(presets.PRESETS), {"default": "DragDiffusion", "tooltip":
+               "DragDiffusion: nearest-neighbour tracking, 80 steps at t=35/50. FreeDrag: template + line search, "
+               "no tracking. StableDrag: discriminative tracker + confident supervision. GoodDrag: alternating "
+               "drag and denoise, information-preserving. AdaptiveDrag: superpixel regions, auto-mask, "
+               "backtracking."}),
+    "tracker": _strategy_choice("tracker", "Point tracker; 'preset' keeps the preset's."),
+    "supervision": _strategy_choice("supervision", "Motion supervision; 'preset' keeps the preset's."),
+    "schedule": _strategy_choice("schedule", "When to optimise, track and denoise; 'preset' keeps the preset's."),
+}
+OVERRIDES_INPUT = ("STRING", {"multiline": True, "default": "{}", "tooltip":
+                              'Any preset setting by name, as JSON, e.g. {"drag.learning_rate": 0.02, '
+                              '"schedule.max_steps": 120, "supervision.radius": 2}. The settings output lists '
+                              'the names.'})
+
+
 class DragLatentOptimizer:
     DESCRIPTION = ("Optimises the inverted latent so the content under each handle moves to its target "
                    "(motion supervision + point tracking). Pick a paper's preset, optionally swap its tracker, "
@@ -82,31 +105,17 @@ class DragLatentOptimizer:
 
     @classmethod
     def INPUT_TYPES(cls):
-        choice = lambda kind: [PRESET_DEFAULT] + list(strategies.REGISTRIES[kind])  # noqa: E731
         return {
             "required": {
                 "model": ("MODEL", {"tooltip": "The MODEL the inversion used (with the identity LoRA)."}),
                 "inversion": ("DRAG_INVERSION", {"tooltip": "From Drag DDIM Inversion."}),
                 "conditioning": ("CONDITIONING", {"tooltip": "The prompt used for the inversion."}),
                 "points": ("DRAG_POINTS", {"tooltip": "Handle/target pairs from Drag Point Picker."}),
-                "preset": (list(presets.PRESETS), {"default": "DragDiffusion", "tooltip":
-                           "DragDiffusion: nearest-neighbour tracking, 80 steps at t=35/50. FreeDrag: template + "
-                           "line search, no tracking. StableDrag: discriminative tracker + confident supervision. "
-                           "GoodDrag: alternating drag and denoise, information-preserving. AdaptiveDrag: "
-                           "superpixel regions, auto-mask, backtracking."}),
-                "tracker": (choice("tracker"), {"default": PRESET_DEFAULT,
-                            "tooltip": "Point tracker; 'preset' keeps the preset's."}),
-                "supervision": (choice("supervision"), {"default": PRESET_DEFAULT,
-                                "tooltip": "Motion supervision; 'preset' keeps the preset's."}),
-                "schedule": (choice("schedule"), {"default": PRESET_DEFAULT,
-                             "tooltip": "When to optimise, track and denoise; 'preset' keeps the preset's."}),
+                **METHOD_INPUTS,
             },
             "optional": {
                 "mask": ("MASK", {"tooltip": "Region allowed to change (1 = editable). None: the whole image."}),
-                "overrides": ("STRING", {"multiline": True, "default": "{}", "tooltip":
-                              'Any preset setting by name, as JSON, e.g. {"drag.learning_rate": 0.02, '
-                              '"schedule.max_steps": 120, "supervision.radius": 2}. The settings output lists '
-                              'the names.'}),
+                "overrides": OVERRIDES_INPUT,
                 "gradient_checkpointing": ("BOOLEAN", {"default": False, "tooltip":
                                            "Recompute activations in the backward pass: less GPU memory "
                                            "(SD 1.5 at 512x512 fits 8 GB), about a third slower."}),
@@ -119,7 +128,7 @@ class DragLatentOptimizer:
             config = configure(preset, tracker, supervision, schedule, overrides)
             if not isinstance(points, DragPoints):
                 raise DragInputError("expected DRAG_POINTS from Drag Point Picker", input="points")
-            h, w = inversion.image_hw
+            h, w = check_inversion(inversion).image_hw
             points.validate_in(w, h)
             user_mask = mask_from_comfy(mask, (h, w))
             dm = diffusion_model_with_codec(model, inversion.codec, inversion.num_steps)
@@ -133,8 +142,8 @@ class DragLatentOptimizer:
             latent = latent_to_comfy(model, result.latent)
             used = region if region is not None else torch.ones(h, w)
             preview = trajectory_image(inversion.image, result.history, points.targets, region)
-        outcome = DragOutcome(result, config, inversion.num_steps, region)
-        return outcome, latent, preview, used[None].float(), settings_text(preset, config)
+        outcome = DragOutcome(result, config, inversion.num_steps, region, inversion.trajectory.at(0).clone())
+        return outcome, latent, preview, used[None].float(), presets.describe_text(preset, config)
 
 
 NODE_CLASS_MAPPINGS = {"DragLatentOptimizer": DragLatentOptimizer}

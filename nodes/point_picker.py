@@ -35,14 +35,19 @@ def decode_mask(data: str, width: int, height: int) -> torch.Tensor:
     if not sep or not head.startswith("data:image/") or not head.endswith(";base64"):
         raise DragInputError("mask must be a PNG data URL ('data:image/png;base64,...') or empty for "
                              f"'everything editable', got {data[:40]!r}")
+    unreadable = (binascii.Error, ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError)
     try:
         img = Image.open(io.BytesIO(base64.b64decode(body, validate=True)))
-        img.load()
-    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
+    except unreadable as e:
         raise DragInputError(f"mask data URL does not hold a readable image ({e})") from None
+    # the size is in the header: check it before decompressing anything (a tiny PNG can claim any size)
     if img.size != (width, height):
         raise DragInputError(f"mask is {img.size[0]}x{img.size[1]} but the image is {width}x{height}; "
                              "repaint the mask on this image or clear it")
+    try:
+        img.load()
+    except unreadable as e:
+        raise DragInputError(f"mask data URL does not hold a readable image ({e})") from None
     # Transparent pixels count as not painted, whatever their colour.
     alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0 if "A" in img.getbands() else 1.0
     lum = np.asarray(img.convert("L"), dtype=np.float32) / 255.0

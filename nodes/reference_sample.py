@@ -10,10 +10,25 @@ from ..drag_ops.errors import DragInputError
 from ..drag_ops.pipeline import sample_stage
 from ..drag_ops.reference import ReferenceControl
 from .bridge import conditioning_from_comfy, diffusion_model_with_codec
+from .drag_optimize import DragOutcome, check_inversion
 from .invert import latent_to_comfy
 from .runtime import Progress, image_to_comfy, located, stage_memory
 
 NODE_NAME = "Drag Reference Sampler"
+
+
+def check_drag_of(inversion, drag) -> None:
+    """The drag must come from this inversion: same schedule, same original image, deep enough."""
+    if not isinstance(drag, DragOutcome):
+        raise DragInputError(f"expected DRAG_RESULT from Drag Latent Optimizer, got {type(drag).__name__}",
+                             input="drag")
+    origin = inversion.trajectory.at(0)
+    same = (inversion.num_steps == drag.num_steps and drag.result.step_index <= inversion.trajectory.steps
+            and drag.origin is not None and drag.origin.shape == origin.shape
+            and torch.equal(drag.origin, origin.to(drag.origin.device)))
+    if not same:
+        raise DragInputError("this drag was made from another inversion (a different image, step count or "
+                             "strength); connect the inversion the drag was made from", input="drag")
 
 
 class DragReferenceSampler:
@@ -45,9 +60,7 @@ class DragReferenceSampler:
 
     def sample(self, model, inversion, drag, conditioning, reference_attention, start_block):
         with located(NODE_NAME), stage_memory():
-            if inversion.num_steps != drag.num_steps:
-                raise DragInputError("the inversion and the drag use different step counts; connect the "
-                                     "inversion the drag was made from", input="drag")
+            check_drag_of(check_inversion(inversion), drag)
             dm = diffusion_model_with_codec(model, inversion.codec, inversion.num_steps)
             cond = conditioning_from_comfy(conditioning, dm)
             control = None

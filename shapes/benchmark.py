@@ -34,6 +34,7 @@ VARIANTS = ("move-centre", "move-edge", "move-lookalike", "rescale",
             "move-centre", "move-edge", "move-lookalike", "deform")
 MOVE_RANGE = (8.0, 16.0)  # pixels
 MASK_MARGIN = 3  # pixels around the shape's start and end that may change
+MIN_OUTLINE_IOU = 0.7  # overlap of a region with the best outline of its kind
 COLOR_TOL = 0.25  # RGB distance in [0, 1] units to a bg -> colour blend that still counts as that colour
 
 
@@ -256,15 +257,16 @@ def locate(scene: Scene, expected: Scene, image) -> dict:
     """
     labels, foreign = label_colours(scene, image)
     palette = _palette(scene)
-    areas = [shape_mask(expected, j).sum() for j in range(len(expected.shapes))]
+    masks = [shape_mask(expected, j) for j in range(len(expected.shapes))]
+    areas = [m.sum() for m in masks]
     min_area = 0.2 * max(min(areas), 1)
     found, extra = {}, []
     for k, colour in enumerate(palette):
         owners = [j for j, s in enumerate(expected.shapes) if s.color == colour]
         regions = _regions(labels == k, min_area)
         if regions and owners:
-            cost = np.array([[math.dist(_moments(r)[0], _moments(shape_mask(expected, j))[0]) for r in regions]
-                             for j in owners])
+            centres = [_moments(r)[0] for r in regions]
+            cost = np.array([[math.dist(c, _moments(masks[j])[0]) for c in centres] for j in owners])
             rows, cols = linear_sum_assignment(cost)
             for a, b in zip(rows, cols):
                 found[owners[a]] = regions[b]
@@ -303,13 +305,18 @@ def measure(task: Task, output, source=None) -> dict:
     # a region of the dragged colour that no shape claims: the original left behind (or a copy)
     left_behind = any(c == dragged and r.sum() >= 0.3 * expected_area for c, r in seen["extra"])
     added = bool(seen["foreign"]) or any(c != dragged for c, _ in seen["extra"])
-    identity = found and kind == task.scene.shapes[i].kind and not left_behind and not added
+    # the outline: the right kind, fitting well, and about the size it had or should have (a smear, a
+    # merged copy or a shrunk remnant is not the shape)
+    areas = (shape_mask(task.scene, i).sum(), expected_area)
+    size_ok = found and 0.6 * min(areas) <= region.sum() <= 1.4 * max(areas)
+    outline = found and kind == task.scene.shapes[i].kind and kind_iou >= MIN_OUTLINE_IOU and size_ok
+    identity = outline and not left_behind and not added
     others = [j for j in range(len(task.edited.shapes)) if j != i]
     row = {
         "md": float(np.mean(d)), "md0": float(np.mean(d0)), "md_ratio": float(sum(d) / sum(d0)),
         "ends": [list(map(float, e)) for e in ends],
-        "identity": bool(identity), "found": bool(found), "kind": kind, "kind_iou": float(kind_iou),
-        "left_behind": bool(left_behind), "added": bool(added),
+        "identity": bool(identity), "found": bool(found), "shape_kind": kind, "kind_iou": float(kind_iou),
+        "outline_ok": bool(outline), "left_behind": bool(left_behind), "added": bool(added),
         "others_kept": all(seen["regions"][j] is not None for j in others),
         "iou": metrics.iou(region, shape_mask(task.edited, i)) if region is not None else 0.0,
         "psnr_gt": metrics.psnr(truth, out), "ssim_gt": metrics.ssim(truth, out),

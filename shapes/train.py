@@ -89,23 +89,38 @@ def init(cls, config: dict, folder: str | None, name: str):
     return cls(**config)
 
 
-def train_vae(pool: torch.Tensor, val: torch.Tensor, a) -> tuple[AutoencoderKL, dict]:
-    torch.manual_seed(a.seed)
-    g = torch.Generator().manual_seed(a.seed)
-    vae = init(AutoencoderKL, vae_config(), a.init_from, "vae").train().requires_grad_(True)
-    opt = torch.optim.AdamW(vae.parameters(), lr=a.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
-    budget = StepBudget(a.vae_steps, a.vae_minutes * 60)
+def train_vae(pool: torch.Tensor, val: torch.Tensor, a, seconds: float,
+              vae: AutoencoderKL | None = None) -> tuple[AutoencoderKL, dict]:
+    """Train a new VAE, or (given ``vae``) fine-tune only its decoder: the encoder and so the
+    latents a UNet was trained on stay exactly as they are (as SD's ft-MSE decoder did)."""
+    decoder_only = vae is not None
+    torch.manual_seed(a.seed + 2 * decoder_only)
+    g = torch.Generator().manual_seed(a.seed + 2 * decoder_only)
+    if decoder_only:
+        vae.train().requires_grad_(False)
+        params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+    else:
+        vae = init(AutoencoderKL, vae_config(), a.init_from, "vae").train().requires_grad_(True)
+        params = list(vae.parameters())
+    opt = torch.optim.AdamW(params, lr=a.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    budget = StepBudget(a.vae_steps, seconds)
     step, t0, losses = 0, time.time(), []
     while budget.total is None or step < budget.total:
         x = dihedral(pool[torch.randint(len(pool), (a.vae_batch,), generator=g)], int(torch.randint(8, (1,), generator=g)))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, budget.total, a.vae_lr, a.warmup)
-        post = vae.encode(x).latent_dist
-        rec = vae.decode(post.sample(generator=g)).sample
-        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + a.kl_weight * post.kl().mean()
+        with torch.set_grad_enabled(not decoder_only):
+            post = vae.encode(x).latent_dist
+        # the decoder alone learns to decode exactly what the UNet will produce: posterior means
+        rec = vae.decode(post.mean if decoder_only else post.sample(generator=g)).sample
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
+        if not decoder_only:
+            loss = loss + a.kl_weight * post.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(loss.item())
         budget.after(step, "vae")
@@ -212,6 +227,8 @@ def parse_args(argv=None):
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--kl-weight", type=float, default=1e-6)
     ap.add_argument("--init-from", default=None, help="continue training from the weights in this folder")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="only fine-tune the decoder of the VAE in --out (latents unchanged), then stop")
     ap.add_argument("--skip-vae", action="store_true", help="reuse the VAE already in --out")
     ap.add_argument("--unet-steps", type=int, default=0, help="0: size from --unet-minutes")
     ap.add_argument("--unet-minutes", type=float, default=60)
@@ -239,11 +256,22 @@ def main(argv=None):
     pool = to_tensor(scene_images(range(a.seed * 10**6, a.seed * 10**6 + a.scenes)))
     val = to_tensor(scene_images(range(VAL_SEED, VAL_SEED + 256)))
     log(f"rendered {len(pool)} + {len(val)} scenes in {time.time() - t0:.0f} s")
+    if a.decoder_only:
+        vae = load_module(AutoencoderKL, out, "vae")
+        before = vae_psnr(vae, val)
+        seconds = a.vae_minutes * 60 if a.stop_by is None else min(a.vae_minutes * 60, a.stop_by - time.time() - 60)
+        vae, stats = train_vae(pool, val, a, seconds, vae=vae)
+        save_module(vae, out, "vae")
+        stats.update(psnr_db_before=round(before, 2), psnr_db_fp16=round(vae_psnr(vae.half().float(), val), 2),
+                     args={k: v for k, v in vars(a).items() if k != "stop_by"})
+        (out / "training_decoder.json").write_text(json.dumps(stats, indent=2) + "\n")
+        log(f"decoder fine-tune saved: {stats}")
+        return
     if a.skip_vae:
         vae = load_module(AutoencoderKL, out, "vae")
         vae_stats = json.loads((out / "training.json").read_text())["vae"]
     else:
-        vae, vae_stats = train_vae(pool, val, a)
+        vae, vae_stats = train_vae(pool, val, a, a.vae_minutes * 60)
     lat = encode_latents(vae, pool, a.augment)
     save_module(vae, out, "vae")  # saved after encoding: the config now holds the scaling factor
     vae_stats["psnr_db_fp16"] = round(vae_psnr(vae.half().float(), val), 2)

@@ -49,7 +49,7 @@ def test_full_drag_graph_runs_and_saves_an_image(comfyui):
     assert image.shape == (1, IMAGE_SIZE, IMAGE_SIZE, 3) and 0 <= float(image.min()) and float(image.max()) <= 1
     assert run.ui["9"]["images"][0]["filename"].startswith("drag")
     assert "drag.learning_rate = 0.01" in run.outputs["7"][4]
-    assert "schedule.max_steps = 4   # user" in run.outputs["7"][4]
+    assert "schedule.max_steps = 4  (user)" in run.outputs["7"][4]
     drag_progress = [p for p in run.progress if p[0] == "7"]
     assert drag_progress and any(has_preview for *_, has_preview in drag_progress)
 

@@ -1,0 +1,236 @@
+"""The drag benchmark: shapes-world tasks and their ground truth, the metrics on cases whose answer
+is known, and the DragBench / Drag100 loaders and runner on tiny generated folders."""
+
+import json
+import math
+import pickle
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from comfyui_drag.drag_ops import datasets, metrics
+from comfyui_drag.drag_ops.errors import DragInputError
+from comfyui_drag.drag_ops.lora import LoraSettings
+from comfyui_drag.drag_ops.presets import dragdiffusion
+from comfyui_drag.drag_ops.schedules import SingleTimestep
+from comfyui_drag.shapes import benchmark, world
+from comfyui_drag.shapes.scenes import Scene, Shape, _inside, render, shape_mask
+from tiny_models import blob_image, tiny_cond, tiny_model
+
+VARIANTS = ("move-centre", "move-edge", "move-lookalike", "rescale", "deform")
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return [benchmark.make_task(5, v, i) for i, v in enumerate(VARIANTS)]
+
+
+def inside(shape, xy):
+    return bool(_inside(shape, np.array([xy[0]]), np.array([xy[1]]))[0])
+
+
+def test_tasks_are_deterministic():
+    a, b = benchmark.make_tasks(8, seed=3), benchmark.make_tasks(8, seed=3)
+    for s, t in zip(a, b):
+        assert (s.scene, s.edited, s.handles, s.targets) == (t.scene, t.edited, t.handles, t.targets)
+        assert np.array_equal(s.mask, t.mask)
+    assert benchmark.make_tasks(8, seed=4)[0].scene != a[0].scene
+    assert [t.kind for t in a] == ["move"] * 3 + ["rescale"] + ["move"] * 3 + ["deform"]
+
+
+def test_ground_truth_matches_the_points(tasks):
+    for task in tasks:
+        before, after = task.scene.shapes[task.index], task.edited.shapes[task.index]
+        assert before.kind == after.kind and before.color == after.color
+        # the rest of the scene is unchanged
+        assert [s for j, s in enumerate(task.scene.shapes) if j != task.index] == \
+               [s for j, s in enumerate(task.edited.shapes) if j != task.index]
+        for h, t in zip(task.handles, task.targets):
+            assert inside(before, h) and inside(after, t)
+            if task.kind == "move":
+                assert 8 <= math.dist(h, t) <= 16
+                assert np.allclose(np.subtract(t, h), np.subtract(after.center, before.center))
+        # the mask covers the shape where it starts and where it ends, and not the whole image
+        assert task.mask[shape_mask(task.scene, task.index)].all() and task.mask[shape_mask(task.edited, task.index)].all()
+        assert task.mask.mean() < 0.6
+    look = tasks[2]
+    twin = look.scene.shapes[look.lookalike]
+    dragged = look.scene.shapes[look.index]
+    assert (twin.kind, twin.color) == (dragged.kind, dragged.color)
+    assert math.dist(twin.center, dragged.center) < dragged.extent + twin.extent + 6 or \
+        math.dist(twin.center, look.edited.shapes[look.index].center) < dragged.extent + twin.extent + 6
+
+
+def test_engine_points_are_pixel_indices(tasks):
+    task = tasks[0]
+    (hx, hy), = task.points().handles
+    assert (hx, hy) == (task.handles[0][0] - 0.5, task.handles[0][1] - 0.5)
+    assert world.to_scene_xy(world.to_engine_xy((3.25, 7.5))) == (3.25, 7.5)
+
+
+def test_doing_nothing_scores_no_progress_and_keeps_identity(tasks):
+    for task in tasks:
+        m = benchmark.measure(task, render(task.scene))
+        assert m["md_ratio"] == pytest.approx(1.0, abs=1e-6), task.name
+        assert m["identity"] and m["found"] and not m["left_behind"] and not m["added"], task.name
+        assert m["psnr_outside"] == float("inf")
+
+
+def test_the_ground_truth_scores_perfectly(tasks):
+    for task in tasks:
+        m = benchmark.measure(task, render(task.edited))
+        assert m["md"] < 0.4 and m["md_ratio"] < 0.1, task.name
+        assert m["identity"] and m["iou"] > 0.95 and m["psnr_gt"] == float("inf") and m["ssim_gt"] == 1.0
+        assert m["dai_1"] < 0.01
+
+
+def test_a_copy_at_the_target_with_the_original_left_is_not_identity():
+    def copy_of(task):
+        copy = replace(task.scene, shapes=task.scene.shapes + (task.edited.shapes[task.index],))
+        return benchmark.measure(task, render(copy))
+
+    # a long move, so the copy and the original do not touch
+    shape = Shape("triangle", (0.9, 0.2, 0.1), (16.0, 30.0), 7.0, 0.3)
+    scene = Scene(64, ((0.4, 0.4, 0.45), (0.5, 0.45, 0.4)), 0.5, (shape,))
+    edited = scene.with_shape(0, shape.moved(24, 4))
+    task = benchmark.Task("far", "move", scene, edited, 0, (shape.center,), (edited.shapes[0].center,),
+                          shape_mask(scene, 0) | shape_mask(edited, 0))
+    assert copy_of(task)["md"] < 0.5 and copy_of(task)["left_behind"] and not copy_of(task)["identity"]
+    # the benchmark's moves are shorter: a copy merges with the original into a blob of the wrong outline
+    moves = [t for t in benchmark.make_tasks(6, seed=1) if t.kind == "move" and t.lookalike is None]
+    assert not any(copy_of(t)["identity"] for t in moves[:2])
+
+
+def test_a_changed_lost_or_extra_shape_is_not_identity(tasks):
+    task = tasks[0]
+    moved = task.edited.shapes[task.index]
+    other = "square" if moved.kind != "square" else "circle"
+    morphed = task.edited.with_shape(task.index, replace(moved, kind=other))
+    m = benchmark.measure(task, render(morphed))
+    assert m["shape_kind"] == other and not m["identity"]
+
+    gone = replace(task.edited, shapes=tuple(s for j, s in enumerate(task.edited.shapes) if j != task.index))
+    m = benchmark.measure(task, render(gone))
+    assert not m["found"] and not m["identity"] and m["md_ratio"] == 1.0 and m["iou"] == 0.0
+
+    img = render(task.edited).copy()
+    free = ~task.mask & ~np.any([shape_mask(task.edited, j) for j in range(len(task.edited.shapes))], 0)
+    ys, xs = np.nonzero(free)
+    y, x = ys[len(ys) // 2], xs[len(xs) // 2]
+    img[max(y - 3, 0):y + 4, max(x - 3, 0):x + 4] = (255, 255, 255)  # a new white blob
+    m = benchmark.measure(task, img)
+    assert m["added"] and not m["identity"]
+
+
+def test_dai_of_identical_patches_is_zero_and_grows_with_error():
+    rng = np.random.default_rng(0)
+    img = rng.uniform(size=(32, 32, 3))
+    assert metrics.dai(img, img, [(5, 6)], [(5, 6)]) == {f"dai_{g}": 0.0 for g in metrics.DAI_RADII}
+    shifted = np.roll(img, (2, 3), axis=(0, 1))  # content at p is at p + (3, 2) now
+    assert all(v == 0 for v in metrics.dai(img, shifted, [(10, 12)], [(13, 14)], radii=(1, 5)).values())
+    noisy = np.clip(img + 0.1, 0, 1)
+    two = metrics.dai(img, noisy, [(10, 12), (0, 31)], [(10, 12), (31, 0)], radii=(1,))["dai_1"]
+    one = metrics.dai(img, noisy, [(10, 12)], [(10, 12)], radii=(1,))["dai_1"]
+    assert 0 < one and two > 0  # averaged over points once: a far-off second point raises the mean
+
+
+def test_outside_change_and_psnr():
+    a = np.zeros((8, 8, 3))
+    b = a.copy()
+    b[:2] = 0.5
+    mask = np.zeros((8, 8), bool)
+    mask[:2] = True
+    assert metrics.outside_change(a, b, mask)["psnr_outside"] == float("inf")
+    assert metrics.outside_change(a, b, None)["mae_outside"] == pytest.approx(0.125)
+    assert metrics.psnr(a, b) == pytest.approx(10 * math.log10(1 / (0.25 / 4)))
+
+
+def test_lpips_is_skipped_with_a_reason_when_unusable():
+    usable, reason = metrics.lpips_status()
+    fid = metrics.Fidelity()
+    assert fid.usable == usable
+    if not usable:
+        assert reason and fid(blob_image(), blob_image()) is None
+
+
+# -- DragBench / Drag100 -------------------------------------------------------------------------------
+
+def _png(path, array):
+    Image.fromarray(array).save(path)
+
+
+def make_dragbench(root, n=2, size=32):
+    img = ((blob_image(size, size)[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    for i in range(n):
+        folder = root / "animals" / f"sample_{i}"
+        folder.mkdir(parents=True)
+        _png(folder / "original_image.png", img)
+        mask = np.zeros((size, size), np.uint8)
+        mask[4:24, 4:28] = 1
+        meta = {"prompt": "a red disc", "points": [[10, 12], [18, 12 + i]], "mask": mask}
+        (folder / "meta_data.pkl").write_bytes(pickle.dumps(meta))
+    return root
+
+
+def make_drag100(root, size=32):
+    img = ((blob_image(size, size)[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    folder = root / "disc"
+    folder.mkdir(parents=True)
+    Image.fromarray(img).save(folder / "original.jpg", quality=95)
+    mask = np.zeros((size, size), np.uint8)
+    mask[:, :20] = 255
+    _png(folder / "mask.png", mask)
+    (folder / "points.json").write_text(json.dumps({"points": [[10, 12], [16, 12], [11, 9], [15, 9]]}))
+    return root
+
+
+def test_dragbench_loader_needs_consent_for_the_pickle(tmp_path):
+    root = make_dragbench(tmp_path)
+    with pytest.raises(DragInputError, match="pickle"):
+        datasets.load_dragbench(root)
+    samples = datasets.load_dragbench(root, allow_pickle=True)
+    assert [s.name for s in samples] == ["animals/sample_0", "animals/sample_1"]
+    s = samples[1]
+    assert s.image.shape == (32, 32, 3) and s.prompt == "a red disc"
+    assert s.points.handles == ((10.0, 12.0),) and s.points.targets == ((18.0, 13.0),)
+    assert s.mask.dtype == bool and s.mask.sum() == 20 * 24
+
+
+def test_drag100_loader(tmp_path):
+    (s,) = datasets.load_drag100(make_drag100(tmp_path))
+    assert s.name == "disc" and s.image.shape == (32, 32, 3)
+    assert s.points.handles == ((10.0, 12.0), (11.0, 9.0)) and s.points.targets == ((16.0, 12.0), (15.0, 9.0))
+    assert s.mask[:, :20].all() and not s.mask[:, 20:].any()
+
+
+def test_resizing_a_sample_keeps_points_on_the_same_content(tmp_path):
+    (s,) = datasets.load_drag100(make_drag100(tmp_path))
+    big = datasets.fit_to(replace(s, image=np.asarray(Image.fromarray(s.image).resize((40, 40)))), 16)
+    assert big.image.shape == (48, 48, 3) or big.image.shape == (32, 32, 3)
+    assert datasets.fit_to(s, 16) is s
+
+
+def test_feature_matching_finds_points_in_the_same_image():
+    model, cond = tiny_model(), tiny_cond()
+    img = blob_image()
+    pts = [(10.0, 12.0), (20.0, 20.0)]
+    found = metrics.correspondences(model, cond, img, img, pts, blocks=(2,))
+    assert all(math.dist(p, f) <= 2.0 for p, f in zip(pts, found))
+
+
+def test_the_real_image_runner_on_a_tiny_dragbench(tmp_path):
+    samples = datasets.load_dragbench(make_dragbench(tmp_path, n=1), allow_pickle=True)
+    model = tiny_model()
+    config = dragdiffusion()
+    config.lora = LoraSettings(steps=2, rank=4)
+    config.schedule = SingleTimestep(max_steps=3)
+    results = datasets.run(model, lambda prompt: tiny_cond(), samples, {"DragDiffusion": config}, log=lambda *a: None)
+    assert set(results) == {"DragDiffusion", "DragDiffusion do-nothing"}
+    row = results["DragDiffusion"][0]
+    assert row["sample"] == "animals/sample_0" and math.isfinite(row["md"]) and row["md"] >= 0
+    assert {"dai_1", "dai_5", "dai_10", "dai_20", "psnr_outside"} <= set(row)
+    summary = datasets.summarise(results)
+    assert summary["DragDiffusion"]["tasks"] == 1

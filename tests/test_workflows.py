@@ -1,0 +1,212 @@
+"""The example workflows (example_workflows/*.json, ComfyUI's UI format) without ComfyUI: every node
+exists (the pack's or a stock one, see tests/fixtures/stock_nodes.json), every link joins matching
+types, every widget value is valid for its input and every required input is connected or set."""
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
+import workflow_graph as wg  # noqa: E402
+
+from comfyui_drag import NODE_CLASS_MAPPINGS  # noqa: E402
+from comfyui_drag.drag_ops import presets  # noqa: E402
+from comfyui_drag.drag_ops.points import parse_points  # noqa: E402
+
+WORKFLOWS = wg.load_workflows()
+PRESET_FILES = {"DragDiffusion": "dragdiffusion", "FreeDrag": "freedrag", "StableDrag": "stabledrag",
+                "GoodDrag": "gooddrag", "AdaptiveDrag": "adaptivedrag_auto_mask"}
+EXPECTED = set(PRESET_FILES.values()) | {"step_by_step", "refine_with_ksampler", "reuse_identity_lora"}
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return wg.all_nodes()
+
+
+def nodes_of(workflow, kind):
+    return [n for n in workflow["nodes"] if n["type"] == kind]
+
+
+def test_the_expected_workflows_are_there():
+    assert set(WORKFLOWS) == EXPECTED
+    assert set(PRESET_FILES) == set(presets.PRESETS)
+
+
+def test_every_workflow_has_a_thumbnail_for_the_template_browser():
+    for name in WORKFLOWS:
+        assert (wg.WORKFLOWS / f"{name}.jpg").is_file(), name
+
+
+def test_the_stock_node_list_is_comfyuis():
+    data = json.loads(wg.STOCK.read_text())
+    assert data["comfyui_version"] and len(data["nodes"]) > 100
+    for name in ("CheckpointLoaderSimple", "CLIPTextEncode", "LoadImage", "SaveImage", "PreviewImage",
+                 "KSampler", "VAEDecode", "LoraLoader", "LoraLoaderModelOnly", "PreviewAny"):
+        assert name in data["nodes"], name
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_workflow_is_valid(name, specs):
+    assert wg.problems(WORKFLOWS[name], specs) == []
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_every_node_type_exists(name, specs):
+    for node in WORKFLOWS[name]["nodes"]:
+        assert node["type"] in specs or node["type"] in wg.FRONTEND_ONLY, node["type"]
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_workflow_has_notes_inputs_and_an_image_output(name):
+    wf = WORKFLOWS[name]
+    assert nodes_of(wf, "Note"), "a note on the canvas says what to change"
+    assert nodes_of(wf, "SaveImage")
+    [ckpt] = nodes_of(wf, "CheckpointLoaderSimple")
+    assert ckpt["widgets_values"][0].endswith(".safetensors")
+    [image] = nodes_of(wf, "LoadImage")
+    assert image["widgets_values"][0]
+    [picker] = nodes_of(wf, "DragPointPicker")
+    points = parse_points(picker["widgets_values"][0], 768, 768)  # inside ComfyUI's example.png
+    assert len(points.handles) >= 1
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_FILES))
+def test_preset_workflows_use_their_preset_with_its_defaults(preset):
+    wf = WORKFLOWS[PRESET_FILES[preset]]
+    [edit] = nodes_of(wf, "DragEdit")
+    spec = NODE_CLASS_MAPPINGS["DragEdit"].INPUT_TYPES()
+    values = wg.named_widgets(wg.pack_nodes()["DragEdit"], edit)
+    assert values["preset"] == preset
+    assert values["overrides"] == spec["optional"]["overrides"][1]["default"]
+    assert {values["tracker"], values["supervision"], values["schedule"]} == {"preset"}
+    if preset == "AdaptiveDrag":
+        [auto] = nodes_of(wf, "DragAutoMask")
+        edit_mask = next(i for i in edit["inputs"] if i["name"] == "mask")
+        link = next(link for link in wf["links"] if link[0] == edit_mask["link"])
+        assert link[1] == auto["id"]
+
+
+def test_step_by_step_workflow_shows_each_stage_in_a_group():
+    wf = WORKFLOWS["step_by_step"]
+    types = {n["type"] for n in wf["nodes"]}
+    assert {"CheckpointLoaderSimple", "CLIPTextEncode", "LoadImage", "DragPointPicker", "DragIdentityLoRA",
+            "DragDDIMInversion", "DragLatentOptimizer", "DragReferenceSampler", "SaveImage",
+            "PreviewImage"} <= types
+    assert len(wf["groups"]) >= 6
+    for node in wf["nodes"]:  # every node sits inside a group
+        x, y = node["pos"]
+        assert any(gx <= x and x + node["size"][0] <= gx + gw and gy <= y and y + node["size"][1] <= gy + gh
+                   for gx, gy, gw, gh in (g["bounding"] for g in wf["groups"])) or node["type"] == "Note", node
+    opt = nodes_of(wf, "DragLatentOptimizer")[0]
+    traj = [link for link in wf["links"] if link[1] == opt["id"] and link[2] == 2]
+    assert traj and nodes_of(wf, "PreviewImage")[0]["id"] in {link[3] for link in traj}
+
+
+def test_chaining_workflows_use_stock_nodes():
+    refine = WORKFLOWS["refine_with_ksampler"]
+    [lora] = nodes_of(refine, "DragIdentityLoRA")
+    assert lora["widgets_values"][-1].strip(), "save_name is set so the LoRA is saved"
+    [ks] = nodes_of(refine, "KSampler")
+    assert 0 < ks["widgets_values"][-1] <= 0.5, "low denoise"
+    reuse = WORKFLOWS["reuse_identity_lora"]
+    assert nodes_of(reuse, "LoraLoaderModelOnly") and not nodes_of(reuse, "DragIdentityLoRA")
+
+
+def test_every_pack_node_is_in_some_workflow():
+    used = {n["type"] for wf in WORKFLOWS.values() for n in wf["nodes"]}
+    assert set(NODE_CLASS_MAPPINGS) <= used
+
+
+def test_readme_lists_every_workflow():
+    readme = (wg.REPO / "README.md").read_text()
+    for name in WORKFLOWS:
+        assert f"{name}.json" in readme, name
+
+
+def test_build_script_reproduces_the_committed_workflows(specs):
+    spec = importlib.util.spec_from_file_location("example_workflows_build", wg.WORKFLOWS / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    for name, make in build.WORKFLOWS.items():
+        assert make(name) == WORKFLOWS[name], f"{name}.json is stale: run python example_workflows/build.py"
+
+
+# -- the checks and the converter themselves, on small hand-made graphs ----------------------------
+
+def tiny_graph():
+    """Load Checkpoint -> (Reroute) -> KSampler with a PrimitiveNode feeding its seed."""
+    return {
+        "version": 0.4, "last_node_id": 5, "last_link_id": 4, "groups": [],
+        "nodes": [
+            {"id": 1, "type": "CheckpointLoaderSimple", "mode": 0, "inputs": [],
+             "outputs": [{"name": "MODEL", "type": "MODEL", "links": [1]}, {"name": "CLIP", "type": "CLIP", "links": None},
+                         {"name": "VAE", "type": "VAE", "links": None}],
+             "widgets_values": ["a.safetensors"]},
+            {"id": 2, "type": "Reroute", "mode": 0, "inputs": [{"name": "", "type": "*", "link": 1}],
+             "outputs": [{"name": "", "type": "MODEL", "links": [2]}]},
+            {"id": 3, "type": "PrimitiveNode", "mode": 0, "inputs": [],
+             "outputs": [{"name": "INT", "type": "INT", "links": [3], "widget": {"name": "seed"}}],
+             "widgets_values": [42, "fixed"]},
+            {"id": 4, "type": "KSampler", "mode": 0,
+             "inputs": [{"name": "model", "type": "MODEL", "link": 2},
+                        {"name": "positive", "type": "CONDITIONING", "link": None},
+                        {"name": "negative", "type": "CONDITIONING", "link": None},
+                        {"name": "latent_image", "type": "LATENT", "link": None},
+                        {"name": "seed", "type": "INT", "link": 3, "widget": {"name": "seed"}}],
+             "outputs": [{"name": "LATENT", "type": "LATENT", "links": None}],
+             "widgets_values": [0, "randomize", 20, 8.0, "euler", "normal", 1.0]},
+            {"id": 5, "type": "Note", "mode": 0, "inputs": [], "outputs": [], "widgets_values": ["hello"]},
+        ],
+        "links": [[1, 1, 0, 2, 0, "MODEL"], [2, 2, 0, 4, 0, "MODEL"], [3, 3, 0, 4, 4, "INT"]],
+    }
+
+
+def test_converter_maps_widgets_links_reroutes_and_primitives(specs):
+    api = wg.to_api(tiny_graph(), specs)
+    assert set(api) == {"1", "4"}
+    assert api["1"]["inputs"] == {"ckpt_name": "a.safetensors"}
+    ks = api["4"]["inputs"]
+    assert ks["model"] == ["1", 0] and ks["seed"] == 42
+    assert ks["steps"] == 20 and ks["cfg"] == 8.0 and ks["sampler_name"] == "euler" and ks["denoise"] == 1.0
+    assert "control_after_generate" not in ks
+
+
+def test_converter_skips_the_upload_widget_and_muted_nodes(specs):
+    graph = {"nodes": [
+        {"id": 1, "type": "LoadImage", "mode": 0, "inputs": [], "outputs": [], "widgets_values": ["x.png", "image"]},
+        {"id": 2, "type": "SaveImage", "mode": 2, "inputs": [], "outputs": [], "widgets_values": ["p"]}]}
+    assert wg.to_api(graph, specs) == {"1": {"class_type": "LoadImage", "inputs": {"image": "x.png"},
+                                             "_meta": {"title": "LoadImage"}}}
+
+
+def test_converter_passes_a_bypassed_node_through(specs):
+    graph = tiny_graph()
+    graph["nodes"].append({"id": 6, "type": "LoraLoaderModelOnly", "mode": wg.MODE_BYPASS,
+                           "inputs": [{"name": "model", "type": "MODEL", "link": 2}],
+                           "outputs": [{"name": "MODEL", "type": "MODEL", "links": [5]}],
+                           "widgets_values": ["x.safetensors", 1.0]})
+    graph["links"][1][3:5] = [6, 0]
+    graph["links"].append([5, 6, 0, 4, 0, "MODEL"])
+    graph["nodes"][3]["inputs"][0]["link"] = 5
+    api = wg.to_api(graph, specs)
+    assert "6" not in api and api["4"]["inputs"]["model"] == ["1", 0]
+
+
+def test_checks_catch_wrong_types_values_and_missing_inputs(specs):
+    graph = tiny_graph()
+    assert [e for e in wg.problems(graph, specs) if "not connected" not in e] == []
+    ks = graph["nodes"][3]
+    ks["widgets_values"][2] = 0  # steps below min
+    ks["widgets_values"][4] = "no_such_sampler"
+    graph["links"][0][5] = "CLIP"
+    graph["links"].append([4, 1, 2, 4, 3, "VAE"])  # the VAE into latent_image
+    graph["nodes"][0]["outputs"][2]["links"], ks["inputs"][3]["link"] = [4], 4
+    graph["nodes"].append({"id": 6, "type": "NoSuchNode", "inputs": [], "outputs": []})
+    found = "\n".join(wg.problems(graph, specs))
+    for text in ("steps: 0 < min", "no_such_sampler", "link type CLIP", "NoSuchNode",
+                 "(VAE) -> KSampler input latent_image (LATENT)", "required input positive is not connected"):
+        assert text in found, text
