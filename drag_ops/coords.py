@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .errors import DragInputError
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -56,8 +58,14 @@ def sample_at(feats: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     return out[0, :, 0].T.reshape(*xy.shape[:-1], feats.shape[1])
 
 
+MAX_RADIUS = 64  # feature pixels; the papers use at most 12, and a larger patch only costs memory
+
+
 def square_offsets(radius: int, device=None) -> torch.Tensor:
     """Integer (dx, dy) offsets of a (2r+1)^2 square patch, [P, 2]."""
+    if not 0 <= radius <= MAX_RADIUS:  # e.g. an override "tracker.radius": 1e9 would exhaust memory
+        raise DragInputError(f"a patch radius of {radius:g} feature pixels is out of range (0 to {MAX_RADIUS})",
+                             input="overrides")
     r = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
     dy, dx = torch.meshgrid(r, r, indexing="ij")
     return torch.stack([dx.reshape(-1), dy.reshape(-1)], -1)

@@ -30,9 +30,9 @@ class LoraSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.rank < 1 or self.batch_size < 1 or self.steps < 0:
-            raise ValueError(f"LoRA rank and batch size must be at least 1 and steps at least 0, got rank "
-                             f"{self.rank}, batch size {self.batch_size}, steps {self.steps}")
+        if not (1 <= self.rank <= 256 and 1 <= self.batch_size <= 64 and self.steps >= 0):  # the node's ranges
+            raise ValueError(f"LoRA rank and batch size must be at least 1 (at most 256 and 64) and steps at least "
+                             f"0, got rank {self.rank}, batch size {self.batch_size}, steps {self.steps}")
         if not self.learning_rate > 0 or (self.alpha is not None and not self.alpha > 0):
             raise ValueError("the LoRA learning rate and alpha must be positive")
         if not self.targets:

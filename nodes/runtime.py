@@ -123,10 +123,14 @@ def _previewer(model_patcher):
 
 @contextmanager
 def stage_memory():
-    """Give cached GPU memory back to ComfyUI once a stage ends (also after errors and cancel)."""
+    """Give GPU memory back to ComfyUI once a stage ends (also after errors and cancel): our
+    converted UNet is not under ComfyUI's memory management, so it leaves the GPU (it stays
+    cached in CPU memory, and the next stage moves it back in well under a second)."""
     try:
         yield
     finally:
         mm = sys.modules.get("comfy.model_management")  # absent when a test calls the node without ComfyUI
         if mm is not None:
+            from .bridge import offload_cached_unet
+            offload_cached_unet()
             mm.soft_empty_cache()

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from comfy_support import (CHECKPOINT, IMAGE, IMAGE_SIZE, bridge, comfyui, make_comfy_model,  # noqa: F401
-                           requires_comfyui, tiny_sd15)
+from comfy_support import (IMAGE, IMAGE_SIZE, bridge, comfyui, make_comfy_model, requires_comfyui,  # noqa: F401
+                           tiny_sd15)
 
 pytestmark = requires_comfyui
 

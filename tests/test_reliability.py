@@ -152,10 +152,23 @@ BAD_MASKS = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @pytest.mark.parametrize("what, data, expected", BAD_MASKS, ids=[c[0] for c in BAD_MASKS])
 def test_bad_painted_masks_get_the_clear_error(what, data, expected):
     with pytest.raises(DragInputError, match=re.escape(expected)):
         decode_mask(data, W, H)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.one_of(st.text(max_size=80), st.binary(max_size=120).map(
+    lambda b: "data:image/png;base64," + base64.b64encode(b).decode()), st.binary(max_size=60).map(
+    lambda b: "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b).decode())))
+def test_fuzzed_mask_data_raises_only_the_clear_error(data):
+    try:
+        mask = decode_mask(data, W, H)
+    except DragInputError:
+        return
+    assert mask.shape == (1, H, W)
 
 
 @pytest.mark.parametrize("mode", ["L", "1", "P", "LA", "RGBA", "I;16", "CMYK"])
@@ -251,6 +264,7 @@ BAD_OVERRIDES = [
     ("negative rate", '{"drag.learning_rate": -0.1}', ">= 0"),
     ("zero LoRA rank", '{"lora.rank": 0}', "rank and batch size must be at least 1"),
     ("zero LoRA batch", '{"lora.batch_size": 0}', "at least 1"),
+    ("huge LoRA rank", '{"lora.rank": 1000000000}', "at most 256"),
     ("zero LoRA learning rate", '{"lora.learning_rate": 0}', "must be positive"),
     ("bool for an optional number", '{"lora.alpha": true}', "finite number"),
     ("number for a list", '{"drag.features.blocks": 1}', "takes a list"),
@@ -275,9 +289,32 @@ def test_bad_overrides_get_the_clear_error(what, text, expected):
         configure(preset, overrides=text)
 
 
+SETTING_NAMES = sorted({path for name in presets.PRESETS for path in presets.describe(name)})
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-10 ** 20, 10 ** 20), st.floats(), st.text(max_size=4))
+json_value = st.recursive(json_leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c,
+                                                                                          max_size=2), max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.sampled_from(list(presets.PRESETS)),
+       st.dictionaries(st.one_of(st.sampled_from(SETTING_NAMES), st.text(max_size=8)), json_value, max_size=3))
+def test_fuzzed_overrides_raise_only_the_clear_error(preset, data):
+    try:
+        text = json.dumps(data)
+    except ValueError:
+        return
+    try:
+        config = configure(preset, overrides=text)
+    except DragInputError as e:
+        assert e.input == "overrides"
+        return
+    assert config.lora.rank >= 1 and config.drag.learning_rate >= 0
+
+
 def test_good_overrides_still_apply():
-    config = configure("DragDiffusion", overrides='{"drag.features.blocks": [1, -1], "drag.features.size": [8, 12], '
-                                                  '"lora.alpha": 8, "schedule.max_steps": 5.0, "lora.targets": ["to_q"]}')
+    config = configure("DragDiffusion", overrides=json.dumps({
+        "drag.features.blocks": [1, -1], "drag.features.size": [8, 12], "lora.alpha": 8,
+        "schedule.max_steps": 5.0, "lora.targets": ["to_q"]}))
     assert config.drag.features.blocks == (1, -1) and config.drag.features.size == (8, 12)
     assert config.lora.alpha == 8 and config.schedule.max_steps == 5 and isinstance(config.schedule.max_steps, int)
     assert config.lora.targets == ("to_q",)
@@ -400,6 +437,17 @@ def test_drag_rejects_bad_masks(model, short_trajectory, mask, expected):
     trajectory, cond = short_trajectory
     with pytest.raises(DragInputError, match=rf"input 'mask': .*({expected})"):
         drag(model, trajectory, cond, POINTS, (32, 32), mask)
+
+
+@pytest.mark.parametrize("preset, override", [("DragDiffusion", {"supervision.radius": 10 ** 9}),
+                                              ("DragDiffusion", {"supervision.radius": 65}),
+                                              ("StableDrag", {"tracker.radius": 1000})])
+def test_patch_radii_that_would_exhaust_memory_are_refused(model, short_trajectory, preset, override):
+    trajectory, cond = short_trajectory
+    config = apply_overrides(presets.preset(preset), override)
+    with pytest.raises(DragInputError, match=r"input 'overrides': a patch radius of .* is out of range"):
+        drag(model, trajectory, cond, POINTS, (32, 32), None, config.drag, config.tracker, config.supervision,
+             config.schedule)
 
 
 def test_drag_rejects_feature_blocks_the_unet_does_not_have(model, short_trajectory):
