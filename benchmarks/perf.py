@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="drag updates timed per preset")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--presets", default=",".join(presets.PRESETS))
+    ap.add_argument("--parts", default="invert,lora,presets", help="what to time besides the bare passes")
     ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (all stages)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--weights", default=None, help="shapes weights folder (timings do not depend on the values)")
@@ -129,22 +130,27 @@ def main() -> None:
     t_f, t_fb = bare_costs(model, cond, latent, 1, args.repeat)
     print(f"bare forward {t_f * 1e3:.1f} ms; bare forward+backward {t_fb * 1e3:.1f} ms")
 
+    parts = set(args.parts.split(","))
     # inversion step vs forward
     stamps = []
-    invert(model, latent, cond, 6 / 50, lambda *a: stamps.append(time.perf_counter()))
-    t_inv = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-    print(f"inversion step {t_inv * 1e3:.1f} ms = {t_inv / t_f:.2f}x forward")
+    if "invert" in parts:
+        invert(model, latent, cond, 6 / 50, lambda *a: stamps.append(time.perf_counter()))
+        t_inv = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+        print(f"inversion step {t_inv * 1e3:.1f} ms = {t_inv / t_f:.2f}x forward")
 
     # LoRA step at batch 4 vs bare forward+backward at batch 4
-    _, t_fb4 = bare_costs(model, cond, latent, 4, max(2, args.repeat // 2))
-    stamps = []
-    train_identity_lora(model, latent, cond, LoraSettings(steps=args.repeat + 1),
-                        lambda *a: stamps.append(time.perf_counter()))
-    t_lora = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-    print(f"LoRA step (batch 4) {t_lora * 1e3:.1f} ms = {t_lora / t_fb4:.2f}x bare forward+backward at batch 4 "
-          f"({t_fb4 * 1e3:.1f} ms)")
+    if "lora" in parts:
+        _, t_fb4 = bare_costs(model, cond, latent, 4, max(2, args.repeat // 2))
+        stamps = []
+        train_identity_lora(model, latent, cond, LoraSettings(steps=args.repeat + 1),
+                            lambda *a: stamps.append(time.perf_counter()))
+        t_lora = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+        print(f"LoRA step (batch 4) {t_lora * 1e3:.1f} ms = {t_lora / t_fb4:.2f}x bare forward+backward at batch 4 "
+              f"({t_fb4 * 1e3:.1f} ms)")
 
     # one motion-supervision step of each preset, against the passes it makes
+    if "presets" not in parts:
+        return
     traj = invert(model, latent, cond, 0.8)
     h, w = latent.shape[-2] * model.codec.downscale, latent.shape[-1] * model.codec.downscale
     points = DragPoints(((w * 0.3, h * 0.4),), ((w * 0.7, h * 0.5),))

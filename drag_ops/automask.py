@@ -59,6 +59,12 @@ class AutoMaskSettings:
     smooth: bool = True
     seed: int = 0
 
+    def __post_init__(self):
+        # bounds keep a shared workflow from asking for hours of uncancellable work
+        if not (1 <= self.n_segments <= 10_000 and 1 <= self.ensemble <= 64 and 1 <= self.channels <= 64):
+            raise ValueError(f"need 1 <= n_segments <= 10000, 1 <= ensemble <= 64 and 1 <= channels <= 64, got "
+                             f"{self.n_segments}, {self.ensemble}, {self.channels}")
+
 
 # -- the semantic space ------------------------------------------------------------------------
 

@@ -75,6 +75,10 @@ class CorrespondenceGuidance:
     fraction: float = 0.5  # of the sampling steps, from the first
     through_model: bool = False
 
+    def __post_init__(self):
+        if not 1 <= self.iterations <= 100:  # per sampling step, where cancel is not checked
+            raise ValueError(f"need 1 <= iterations <= 100, got {self.iterations}")
+
     def bind(self, model, cond, trajectory, result) -> "BoundCorrespondence":
         """For one edit: the model and prompt, the input's trajectory, the drag's result (points, geometry)."""
         if result.targets is None or result.geometry is None:

@@ -116,8 +116,8 @@ class LineSearchTracker:
     name = "line_search"
 
     def __init__(self, max_step: float = 5.0, steps_per_target: int = 5, candidates: int = 10):
-        if max_step <= 0 or steps_per_target < 1 or candidates < 1:
-            raise ValueError("need max_step > 0, steps_per_target >= 1 and candidates >= 1")
+        if max_step <= 0 or steps_per_target < 1 or not 1 <= candidates <= 1000:
+            raise ValueError("need max_step > 0, steps_per_target >= 1 and 1 <= candidates <= 1000")
         self.max_step, self.steps_per_target, self.candidates = max_step, steps_per_target, candidates
 
     # -- the line ------------------------------------------------------------------------

@@ -109,6 +109,7 @@ def _largest(scene: Scene) -> int:
 FEATURE_BLOCKS = (1, 2)
 LORA_RANK = 8
 LORA_STEPS = 40
+LORA_LEARNING_RATE = 3e-3
 
 
 def adapt(config):
@@ -126,4 +127,5 @@ def adapt(config):
     if config.lora is not None:
         config.lora.rank = LORA_RANK
         config.lora.steps = LORA_STEPS
+        config.lora.learning_rate = LORA_LEARNING_RATE
     return config

@@ -70,6 +70,15 @@ def test_every_preset_runs_in_the_graph(comfyui, preset):
     assert run.success, run.error
 
 
+def test_a_mixed_combination_runs_in_the_graph(comfyui):
+    graph = drag_graph("GoodDrag", '{"schedule.K": 2, "schedule.B": 1}', tracker="discriminative")
+    graph["7"]["inputs"]["supervision"] = "confident"
+    run = comfyui.execute(graph)
+    assert run.success, run.error
+    settings = run.outputs["7"][4]
+    assert "tracker = 'discriminative'" in settings and "schedule = 'alternating'" in settings
+
+
 def test_cancel_mid_drag_stops_within_a_step_and_leaves_inputs_unchanged(comfyui):
     base = comfyui.execute(drag_graph(), fresh=True)
     assert base.success, base.error
