@@ -206,7 +206,8 @@ def main(argv=None) -> None:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default="out/demo")
     d.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
-    d.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    d.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: this model is too small to gain from more, and busy cores make more threads stall)")
     d.set_defaults(run=demo)
     b = sub.add_parser("bench", help="drag benchmark: shapes world (exact ground truth) or DragBench/Drag100",
                        description="Run presets on drag tasks and print a table of metrics (and write JSON). "
