@@ -27,8 +27,7 @@ def demo(args) -> None:
     from comfyui_drag.shapes import world
 
     torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     model, cond = world.engine_model(args.weights), world.conditioning()
     scene = world.demo_scene(args.seed)
     image = world.to_engine_image(scene)
@@ -115,8 +114,7 @@ def bench(args) -> None:
     from comfyui_drag.drag_ops.errors import DragInputError
 
     torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.presets.split(",") if n.strip()]
     sets = parse_sets(args.set)
     t0 = time.perf_counter()
@@ -225,7 +223,8 @@ def main(argv=None) -> None:
     b.add_argument("--images", default=None, help="folder for a grid of inputs, ground truths and outputs")
     b.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    b.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a busy 2-core machine a second thread waits for a core and "
+                   "slows every step several times)")
     b.add_argument("--dragbench", default=None, metavar="DIR",
                    help="DragBench folder (<category>/<sample>/original_image.png + meta_data.pkl). "
                    "WARNING: meta_data.pkl files are Python pickles and are unpickled, which can run code: "
