@@ -6,13 +6,20 @@
 Ratios: a preset's motion-supervision step over the network passes it needs (counted: each
 forward with gradients costs a bare forward+backward, each no-grad forward a bare forward);
 a LoRA step at batch 4 over a bare forward+backward at batch 4; an inversion step over a forward.
+Peak memory per stage: CUDA's allocator peak on a GPU; on the CPU the bytes the C allocator has
+handed out (glibc's mallinfo2, resident memory elsewhere) sampled every 5 ms, above the level when
+the stage began. `--parts full` times a whole edit
+(LoRA, inversion, drag, sampling, decode) and splits it by stage.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
 import pathlib
 import sys
+import threading
 import time
 
 import torch
@@ -24,7 +31,7 @@ pack_loader.load()
 from comfyui_drag.drag_ops import pipeline, presets  # noqa: E402
 from comfyui_drag.drag_ops.inversion import invert  # noqa: E402
 from comfyui_drag.drag_ops.lora import LoraSettings, train_identity_lora  # noqa: E402
-from comfyui_drag.drag_ops.model import Conditioning, DiffusersVAECodec, DiffusionModel  # noqa: E402
+from comfyui_drag.drag_ops.model import Conditioning, DiffusionModel  # noqa: E402
 from comfyui_drag.drag_ops.points import DragPoints  # noqa: E402
 from comfyui_drag.drag_ops.schedule import DDIMSchedule  # noqa: E402
 
@@ -36,7 +43,8 @@ class _IdentityCodec:
         self.latent_channels, self.downscale = channels, downscale
 
     def encode(self, x):
-        raise NotImplementedError
+        z = torch.nn.functional.avg_pool2d(x, self.downscale)
+        return torch.cat([z, z[:, :1]], 1)[:, :self.latent_channels]
 
     def decode(self, z):
         return z[:, :3]
@@ -47,7 +55,8 @@ def sd15_model(size: int, weights=None) -> tuple[DiffusionModel, Conditioning, t
     torch.manual_seed(0)
     unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8,
                                 block_out_channels=(320, 640, 1280, 1280)).eval().requires_grad_(False)
-    model = DiffusionModel(unet, _IdentityCodec(4), DDIMSchedule.stable_diffusion(50))
+    # 10 DDIM steps: inversion depth does not change the cost of one step, only how many there are
+    model = DiffusionModel(unet, _IdentityCodec(4), DDIMSchedule.stable_diffusion(10))
     cond = Conditioning(torch.randn(1, 77, 768))
     latent = torch.randn(1, 4, size // 8, size // 8) * 0.8
     return model, cond, latent, {}
@@ -82,17 +91,104 @@ class PassCounter:
         del self.model.forward
 
 
-def timed(fn, repeat: int) -> float:
-    fn()  # warm-up
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+
+def _cpu_bytes_in_use():
+    """Bytes malloc has handed out and not taken back (glibc), or None where unavailable:
+    resident memory would miss tensors placed in memory the allocator kept from earlier frees."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return None
+
+    def in_use() -> int:
+        info = libc.mallinfo2()
+        return info.uordblks + info.hblkhd
+    return in_use
+
+
+class PeakMemory:
+    """Peak memory above the level at entry: CUDA's allocator peak on a GPU, else the CPU
+    allocator's bytes in use sampled by a thread every 5 ms (the CPU keeps no peak of its own).
+    ``mark(name)`` starts a new named stage; ``peaks`` maps each stage to its peak in MiB."""
+
+    _cpu_in_use = staticmethod(_cpu_bytes_in_use() or (lambda: PeakMemory._rss()))
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.peaks: dict[str, float] = {}
+        self.stage = None
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _now(self) -> int:
+        return torch.cuda.max_memory_allocated() if self.cuda else self._cpu_in_use()
+
+    def mark(self, name: str) -> None:
+        if name == self.stage:
+            return
+        if self.cuda:
+            self._close()
+            torch.cuda.reset_peak_memory_stats()
+        self.stage, self.base = name, (torch.cuda.memory_allocated() if self.cuda else self._cpu_in_use())
+        self.peaks.setdefault(name, 0.0)
+
+    def _close(self) -> None:
+        if self.stage is not None:
+            self._record(self._now())
+
+    def _record(self, value: int) -> None:
+        mib = (value - self.base) / 2**20
+        self.peaks[self.stage] = max(self.peaks[self.stage], mib)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            if self.stage is not None:
+                self._record(self._cpu_in_use())
+
+    def __enter__(self):
+        if not self.cuda:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._close()
+        if not self.cuda:
+            self._stop.set()
+            self._thread.join()
+
+
+def peak_of(fn, device) -> float:
+    """Peak memory (MiB) of one call of fn."""
+    with PeakMemory(device) as mem:
+        mem.mark("call")
+        fn()
+    return mem.peaks["call"]
+
+
+def timed(fn, repeat: int, warmup: bool = True) -> float:
+    if warmup:
+        fn()
     t0 = time.perf_counter()
     for _ in range(repeat):
         fn()
     return (time.perf_counter() - t0) / repeat
 
 
-def bare_costs(model, cond, latent, batch: int, repeat: int) -> tuple[float, float]:
+def bare_costs(model, cond, latent, batch: int, repeat: int, peaks: bool = True,
+               warmup: bool = True) -> tuple[float, float, float, float]:
+    """Seconds and peak MiB (nan unless ``peaks``) of a bare forward and a bare forward+backward."""
     z = latent.expand(batch, -1, -1, -1).clone()
-    t = model.schedule.timestep(35)
+    t = model.schedule.timestep(int(0.7 * model.schedule.num_steps))
 
     def fwd():
         with torch.no_grad():
@@ -104,7 +200,45 @@ def bare_costs(model, cond, latent, batch: int, repeat: int) -> tuple[float, flo
         out.float().square().mean().backward()
 
     with torch.inference_mode(False), torch.enable_grad(), model.backprop_memory():
-        return timed(fwd, repeat), timed(fwd_bwd, repeat)
+        times = timed(fwd, repeat, warmup), timed(fwd_bwd, repeat, warmup)
+        if not peaks:
+            return (*times, float("nan"), float("nan"))
+        return (*times, peak_of(fwd, model.device), peak_of(fwd_bwd, model.device))
+
+
+def full_edit(model, cond, latent, config, steps: int) -> None:
+    """One whole edit (run_edit), time and peak memory split by the stage its callbacks report."""
+    h, w = latent.shape[-2] * model.codec.downscale, latent.shape[-1] * model.codec.downscale
+    image = model.codec.decode(latent)[:, :3].clamp(-1, 1)
+    if image.shape[-2:] != (h, w):  # the SD-size run's stand-in codec: any image of the right size
+        image = torch.nn.functional.interpolate(image, (h, w))
+    points = DragPoints(((w * 0.3, h * 0.4),), ((w * 0.7, h * 0.5),))
+    if steps:
+        if config.lora is not None:
+            config.lora.steps = steps
+        for attr in ("max_steps", "K"):
+            if hasattr(config.schedule, attr):
+                setattr(config.schedule, attr, steps)
+    times: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    with PeakMemory(model.device) as mem:
+        last = [time.perf_counter(), "encode"]
+        mem.mark("encode")
+
+        def cb(stage, step, total, _p):
+            now = time.perf_counter()
+            times[last[1]] = times.get(last[1], 0.0) + now - last[0]
+            counts[stage] = counts.get(stage, 0) + 1
+            last[:] = [now, stage]
+            mem.mark(stage)
+
+        t0 = time.perf_counter()
+        pipeline.run_edit(model, image, points, cond, config, callback=cb)
+        total = time.perf_counter() - t0
+        times[last[1] + " + decode"] = time.perf_counter() - last[0]
+    print(f"full edit {total:.2f} s:", ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
+    print("  steps per stage:", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print("  peak memory per stage (MiB above its start):", ", ".join(f"{k} {v:.0f}" for k, v in mem.peaks.items()))
 
 
 def main() -> None:
@@ -114,7 +248,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="drag updates timed per preset")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--presets", default=",".join(presets.PRESETS))
-    ap.add_argument("--parts", default="invert,lora,presets", help="what to time besides the bare passes")
+    ap.add_argument("--parts", default="invert,lora,presets,full", help="what to time besides the bare passes")
+    ap.add_argument("--full-preset", default="DragDiffusion", help="preset of the whole edit (--parts full)")
+    ap.add_argument("--full-steps", type=int, default=None,
+                    help="cap LoRA and drag steps of the whole edit (default: the preset's own on shapes, 3 on sd15)")
     ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (all stages)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--weights", default=None, help="shapes weights folder (timings do not depend on the values)")
@@ -127,26 +264,37 @@ def main() -> None:
     print(f"model {args.model}, image {size}x{size}, latent {tuple(latent.shape[1:])}, threads {torch.get_num_threads()}, "
           f"gradient checkpointing {'on' if args.checkpointing else 'off'}")
 
-    t_f, t_fb = bare_costs(model, cond, latent, 1, args.repeat)
-    print(f"bare forward {t_f * 1e3:.1f} ms; bare forward+backward {t_fb * 1e3:.1f} ms")
+    t_f, t_fb, m_f, m_fb = bare_costs(model, cond, latent, 1, args.repeat)
+    print(f"bare forward {t_f * 1e3:.1f} ms ({m_f:.0f} MiB); bare forward+backward {t_fb * 1e3:.1f} ms ({m_fb:.0f} MiB)")
 
     parts = set(args.parts.split(","))
     # inversion step vs forward
     stamps = []
     if "invert" in parts:
-        invert(model, latent, cond, 6 / 50, lambda *a: stamps.append(time.perf_counter()))
+        n = model.schedule.num_steps
+        m_inv = peak_of(lambda: invert(model, latent, cond, min(1.0, 6 / n),
+                                       lambda *a: stamps.append(time.perf_counter())), model.device)
         t_inv = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-        print(f"inversion step {t_inv * 1e3:.1f} ms = {t_inv / t_f:.2f}x forward")
+        print(f"inversion step {t_inv * 1e3:.1f} ms = {t_inv / t_f:.2f}x forward; peak {m_inv:.0f} MiB")
 
     # LoRA step at batch 4 vs bare forward+backward at batch 4
     if "lora" in parts:
-        _, t_fb4 = bare_costs(model, cond, latent, 4, max(2, args.repeat // 2))
+        # bare passes timed before and after the LoRA steps: on a shared machine the load drifts
+        n = max(1, args.repeat // 2)
+        _, before, _, m_fb4 = bare_costs(model, cond, latent, 4, n)
         stamps = []
-        train_identity_lora(model, latent, cond, LoraSettings(steps=args.repeat + 1),
-                            lambda *a: stamps.append(time.perf_counter()))
-        t_lora = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+        m_lora = peak_of(lambda: train_identity_lora(model, latent, cond, LoraSettings(steps=args.repeat + 1),
+                                                     lambda *a: stamps.append(time.perf_counter())), model.device)
+        t_lora = (stamps[-1] - stamps[0]) / (len(stamps) - 1)  # from the end of the first step: warm
+        _, after, _, _ = bare_costs(model, cond, latent, 4, n, peaks=False, warmup=False)
+        t_fb4 = (before + after) / 2
         print(f"LoRA step (batch 4) {t_lora * 1e3:.1f} ms = {t_lora / t_fb4:.2f}x bare forward+backward at batch 4 "
-              f"({t_fb4 * 1e3:.1f} ms)")
+              f"({before * 1e3:.1f} ms before, {after * 1e3:.1f} ms after); peak {m_lora:.0f} MiB "
+              f"(bare at batch 4: {m_fb4:.0f} MiB)")
+
+    if "full" in parts:
+        full_steps = args.full_steps if args.full_steps is not None else (3 if args.model == "sd15" else 0)
+        full_edit(model, cond, latent, adapt(presets.preset(args.full_preset)), full_steps)
 
     # one motion-supervision step of each preset, against the passes it makes
     if "presets" not in parts:
@@ -154,7 +302,8 @@ def main() -> None:
     traj = invert(model, latent, cond, 0.8)
     h, w = latent.shape[-2] * model.codec.downscale, latent.shape[-1] * model.codec.downscale
     points = DragPoints(((w * 0.3, h * 0.4),), ((w * 0.7, h * 0.5),))
-    print(f"{'preset':<14} {'ms/update':>10} {'fwd+bwd':>8} {'fwd':>5} {'ratio':>6}   (steady state: updates after the first two)")
+    print(f"{'preset':<14} {'ms/update':>10} {'fwd+bwd':>8} {'fwd':>5} {'bare fwd+bwd ms':>16} {'ratio':>6} "
+          f"{'peak MiB':>9}   (steady state: updates after the first two; bare passes re-timed beside each)")
     for name in args.presets.split(","):
         config = adapt(presets.preset(name))
         for attr in ("max_steps", "K"):  # a fixed budget, whatever the preset's stopping rule
@@ -164,17 +313,20 @@ def main() -> None:
         region_mask, regions = pipeline.editable_region(model, torch.zeros(1, 3, h, w), traj.at(0), cond,
                                                          points, None, config)
         traj_k = pipeline.truncate(traj, model, config.inversion_strength)
+        # the bare passes again, just before: on a shared machine the load drifts between presets
+        t_f, t_fb, _, _ = bare_costs(model, cond, latent, 1, max(1, args.repeat // 2), peaks=False, warmup=False)
         marks = []
-        with PassCounter(model) as count:
+        with PassCounter(model) as count, PeakMemory(model.device) as mem:
             def cb(stage, step, total, _p):
                 marks.append((time.perf_counter(), count.grad, count.nograd))
+            mem.mark("drag")
             pipeline.drag(model, traj_k, cond, points, (h, w), region_mask, config.drag, config.tracker,
                           config.supervision, config.schedule, cb, regions)
         (t0, g0, n0), (t1, g1, n1) = marks[1], marks[-1]
         updates = len(marks) - 2
         need = (g1 - g0) * t_fb + (n1 - n0) * t_f
         print(f"{name:<14} {(t1 - t0) / updates * 1e3:>10.1f} {(g1 - g0) / updates:>8.2f} "
-              f"{(n1 - n0) / updates:>5.2f} {(t1 - t0) / need:>6.2f}")
+              f"{(n1 - n0) / updates:>5.2f} {t_fb * 1e3:>16.1f} {(t1 - t0) / need:>6.2f} {mem.peaks['drag']:>9.0f}")
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ from ..drag_ops.model import Conditioning, DiffusionModel
 from ..drag_ops.pipeline import check_image
 from ..drag_ops.points import DragPoints, parse_points
 from .bridge import conditioning_from_comfy, diffusion_model_from_comfy
-from .runtime import draw_points, image_from_comfy, located, mask_from_comfy, stage_memory
+from .runtime import draw_points, expect_drag_points, image_from_comfy, located, mask_from_comfy, stage_memory
 
 NODE_NAME = "Drag Auto Mask"
 EMPTY_TOKENS = 77
@@ -86,6 +86,7 @@ class DragAutoMask:
 
     def make_mask(self, model, vae, image, points, n_segments, use_colour, dilation, mask=None, conditioning=None):
         with located(NODE_NAME), stage_memory():
+            expect_drag_points(points)
             img = image_from_comfy(image)
             hw = tuple(img.shape[-2:])
             user_mask = mask_from_comfy(mask, hw)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from ..drag_ops.pipeline import run_edit
 from ..drag_ops import presets
-from ..drag_ops.errors import DragInputError
-from ..drag_ops.points import DragPoints
 from .bridge import apply_lora_patches, conditioning_from_comfy, diffusion_model_from_comfy, lora_to_comfy_state_dict
 from .drag_optimize import (METHOD_INPUTS, OVERRIDES_INPUT, PRESET_DEFAULT, configure, trajectory_image)
 from .invert import latent_to_comfy
-from .runtime import Progress, image_from_comfy, image_to_comfy, located, mask_from_comfy, stage_memory
+from .runtime import (Progress, expect_drag_points, image_from_comfy, image_to_comfy, located, mask_from_comfy,
+                      stage_memory)
 
 NODE_NAME = "Drag Edit"
 
@@ -56,8 +55,7 @@ class DragEdit:
              tracker=PRESET_DEFAULT, supervision=PRESET_DEFAULT, schedule=PRESET_DEFAULT, overrides="{}"):
         with located(NODE_NAME), stage_memory():
             config = configure(preset, tracker, supervision, schedule, overrides)
-            if not isinstance(points, DragPoints):
-                raise DragInputError("expected DRAG_POINTS from Drag Point Picker", input="points")
+            expect_drag_points(points)
             if identity_lora:
                 config.lora.seed = seed % 2 ** 63
             else:

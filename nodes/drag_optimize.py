@@ -13,10 +13,9 @@ from ..drag_ops.drag import DragResult
 from ..drag_ops.errors import DragInputError
 from ..drag_ops.overrides import apply_overrides, parse_overrides
 from ..drag_ops.pipeline import drag_stage, editable_region
-from ..drag_ops.points import DragPoints
 from .bridge import conditioning_from_comfy, diffusion_model_with_codec
 from .invert import Inversion, latent_to_comfy
-from .runtime import Progress, draw_points, located, mask_from_comfy, stage_memory
+from .runtime import Progress, draw_points, expect_drag_points, located, mask_from_comfy, stage_memory
 
 NODE_NAME = "Drag Latent Optimizer"
 PRESET_DEFAULT = "preset"
@@ -126,8 +125,7 @@ class DragLatentOptimizer:
                  mask=None, overrides="{}", gradient_checkpointing=False):
         with located(NODE_NAME), stage_memory():
             config = configure(preset, tracker, supervision, schedule, overrides)
-            if not isinstance(points, DragPoints):
-                raise DragInputError("expected DRAG_POINTS from Drag Point Picker", input="points")
+            expect_drag_points(points)
             h, w = check_inversion(inversion).image_hw
             points.validate_in(w, h)
             user_mask = mask_from_comfy(mask, (h, w))

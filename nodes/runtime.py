@@ -25,6 +25,14 @@ def located(node: str):
         raise e.at(node=node) from None
 
 
+def expect_drag_points(points, input: str = "points"):
+    """The DRAG_POINTS a node received (any other value: the user wired something else)."""
+    from ..drag_ops.points import DragPoints
+    if not isinstance(points, DragPoints):
+        raise DragInputError(f"expected DRAG_POINTS from Drag Point Picker, got {type(points).__name__}", input=input)
+    return points
+
+
 def image_from_comfy(image, input: str = "image") -> torch.Tensor:
     """ComfyUI IMAGE [1, H, W, 3] in [0, 1] -> engine image [1, 3, H, W] in [-1, 1] (a copy)."""
     if not torch.is_tensor(image) or image.dim() != 4:

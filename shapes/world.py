@@ -111,6 +111,7 @@ LORA_RANK = 8
 LORA_STEPS = 40
 LORA_LEARNING_RATE = 3e-3
 INVERSION_STRENGTH = 0.3
+FREEDRAG_TARGET_DISTANCE = 0.1
 
 
 def adapt(config):
@@ -127,10 +128,17 @@ def adapt(config):
       noise, so an edit made at t ~ 700 comes back as a different shape (or none); at t ~ 300 the
       features still describe the image and the drag moves it further (MD/initial 0.80 vs 1.00 on
       the move tasks at the step-420 weights).
+    - FreeDrag's l (the template distance a drag aims at) is a feature distance, so its scale is the
+      UNet's: at the paper's l = 1 every line-search candidate on this model's features is already
+      within 0.5 l, so each handle hops to its target in 1-2 updates without optimising anything
+      (MD/initial 1.00, the do-nothing row). On the 8 tuning tasks (move MD/initial, identity):
+      l = 0.3 0.91 / 50%, l = 0.1 0.73 / 67%, l = 0.05 0.64 / 33%.
     """
     config = copy.deepcopy(config)
     config.inversion_strength = min(config.inversion_strength, INVERSION_STRENGTH)
     config.drag.features = FeatureSpec(blocks=FEATURE_BLOCKS, size=config.drag.features.size)
+    if hasattr(config.supervision, "target_distance"):
+        config.supervision.target_distance = FREEDRAG_TARGET_DISTANCE
     if config.lora is not None:
         config.lora.rank = LORA_RANK
         config.lora.steps = LORA_STEPS

@@ -52,6 +52,22 @@ TINY_UNET = {
 }
 
 
+def lora_and_inversion_graph(lora_steps: int, max_strength: float, save_name: str = "") -> dict:
+    """The head every drag graph shares: checkpoint, prompt, image, identity LoRA (node 4) and
+    DDIM inversion (node 5) of the LoRA'd model."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a yellow disc"}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": IMAGE}},
+        "4": {"class_type": "DragIdentityLoRA", "inputs": {
+            "model": ["1", 0], "vae": ["1", 2], "image": ["3", 0], "conditioning": ["2", 0], "rank": 4,
+            "steps": lora_steps, "learning_rate": 1e-3, "batch_size": 1, "seed": 0, "save_name": save_name}},
+        "5": {"class_type": "DragDDIMInversion", "inputs": {
+            "model": ["4", 0], "vae": ["1", 2], "image": ["3", 0], "conditioning": ["2", 0],
+            "max_strength": max_strength, "num_steps": 10}},
+    }
+
+
 def comfyui_path() -> pathlib.Path | None:
     value = os.environ.get(ENV)
     return pathlib.Path(value).resolve() if value else None

@@ -17,21 +17,11 @@ from comfyui_drag.drag_ops.automask import (AutoMaskSettings, auto_mask, kept_la
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.points import parse_points
 from comfyui_drag.nodes.auto_mask import DragAutoMask, compute_auto_mask
-from tiny_models import blob_image, tiny_cond, tiny_model
+from tiny_models import blob_image
 
 SIZE, CENTRE, RADIUS = 64, (22, 30), 11
 SPACING = 16  # superpixel grid step for 16 segments on 64x64
 FAR = SPACING + SPACING // 4  # beyond one superpixel and the smoothing: far background
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model()
-
-
-@pytest.fixture(scope="module")
-def cond():
-    return tiny_cond()
 
 
 def scene(centre=CENTRE):

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from comfy_support import CHECKPOINT, IMAGE, IMAGE_SIZE, comfyui, requires_comfyui  # noqa: F401
+from comfy_support import CHECKPOINT, IMAGE, IMAGE_SIZE, comfyui, lora_and_inversion_graph, requires_comfyui  # noqa: F401
 
 pytestmark = requires_comfyui
 
@@ -20,15 +20,7 @@ BLOCKS = '"drag.features.blocks": [1]'
 def drag_graph(preset="DragDiffusion", overrides='{"schedule.max_steps": 4}', tracker="preset"):
     overrides = "{" + BLOCKS + ", " + overrides.strip()[1:]
     return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a yellow disc"}},
-        "3": {"class_type": "LoadImage", "inputs": {"image": IMAGE}},
-        "4": {"class_type": "DragIdentityLoRA", "inputs": {
-            "model": ["1", 0], "vae": ["1", 2], "image": ["3", 0], "conditioning": ["2", 0], "rank": 4,
-            "steps": 2, "learning_rate": 1e-3, "batch_size": 1, "seed": 0, "save_name": ""}},
-        "5": {"class_type": "DragDDIMInversion", "inputs": {
-            "model": ["4", 0], "vae": ["1", 2], "image": ["3", 0], "conditioning": ["2", 0],
-            "max_strength": 0.8, "num_steps": 10}},
+        **lora_and_inversion_graph(2, 0.8),
         "6": {"class_type": "DragPointPicker", "inputs": {"image": ["3", 0], "points": POINTS, "mask": ""}},
         "7": {"class_type": "DragLatentOptimizer", "inputs": {
             "model": ["4", 0], "inversion": ["5", 0], "conditioning": ["2", 0], "points": ["6", 0],

@@ -6,7 +6,7 @@ Skipped unless COMFYUI_PATH points at a ComfyUI checkout (see comfy_support.py).
 import pytest
 import torch
 
-from comfy_support import CHECKPOINT, IMAGE, bridge, comfyui, requires_comfyui  # noqa: F401
+from comfy_support import CHECKPOINT, bridge, comfyui, lora_and_inversion_graph, requires_comfyui  # noqa: F401
 
 pytestmark = requires_comfyui
 
@@ -19,15 +19,7 @@ def need(comfyui, *names):
 
 def lora_graph(save_name="", steps=3):
     return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a yellow disc"}},
-        "3": {"class_type": "LoadImage", "inputs": {"image": IMAGE}},
-        "4": {"class_type": "DragIdentityLoRA", "inputs": {
-            "model": ["1", 0], "vae": ["1", 2], "image": ["3", 0], "conditioning": ["2", 0], "rank": 4,
-            "steps": steps, "learning_rate": 1e-3, "batch_size": 1, "seed": 0, "save_name": save_name}},
-        "5": {"class_type": "DragDDIMInversion", "inputs": {
-            "model": ["4", 0], "vae": ["1", 2], "image": ["3", 0], "conditioning": ["2", 0],
-            "max_strength": 0.5, "num_steps": 10}},
+        **lora_and_inversion_graph(steps, 0.5, save_name),
         "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 1], "vae": ["1", 2]}},
         "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "graph"}},
     }

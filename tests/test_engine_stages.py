@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from comfyui_drag.drag_ops.coords import Geometry, sample_at
+from comfyui_drag.drag_ops.coords import Geometry
 from comfyui_drag.drag_ops.drag import DragSettings, drag
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.inversion import invert
@@ -12,17 +12,7 @@ from comfyui_drag.drag_ops.points import parse_points
 from comfyui_drag.drag_ops.reference import ReferenceControl, sample, self_attention_layers
 from comfyui_drag.drag_ops.schedules import SingleTimestep
 from comfyui_drag.drag_ops.tracking import NearestNeighbourTracker
-from tiny_models import blob_image, tiny_cond, tiny_model
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model()
-
-
-@pytest.fixture(scope="module")
-def cond():
-    return tiny_cond()
+from tiny_models import blob_image, tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from comfyui_drag.drag_ops.model import FeatureSpec
 from comfyui_drag.drag_ops.overrides import apply_overrides
 from comfyui_drag.drag_ops.pipeline import check_image, run_edit
 from comfyui_drag.drag_ops.points import MAX_PAIRS, MAX_TEXT, DragPoints, parse_points
-from comfyui_drag.nodes.auto_mask import compute_auto_mask
+from comfyui_drag.nodes.auto_mask import DragAutoMask, compute_auto_mask
 from comfyui_drag.nodes.drag_edit import DragEdit
 from comfyui_drag.nodes.drag_optimize import DragLatentOptimizer, DragOutcome, configure
 from comfyui_drag.nodes.invert import Inversion
@@ -398,12 +398,13 @@ def test_drag_edit_rejects_points_that_are_not_drag_points():
         DragEdit().edit(None, None, None, None, [[1, 2], [3, 4]], "DragDiffusion", True, 0)
 
 
+def test_auto_mask_rejects_points_that_are_not_drag_points():
+    image = torch.rand(1, 32, 32, 3)
+    with pytest.raises(DragInputError, match=r"^Drag Auto Mask / input 'points': expected DRAG_POINTS .* got str"):
+        DragAutoMask().make_mask(None, None, image, "[[10, 12], [18, 12]]", 200, True, -1)
+
+
 # -- the engine's own checks --------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model()
-
 
 @pytest.mark.parametrize("image, expected", [
     (torch.zeros(1, 3, 0, 0), "non-zero multiple of 16"),
