@@ -283,9 +283,11 @@ def main() -> None:
         n = max(1, args.repeat // 2)
         _, before, _, m_fb4 = bare_costs(model, cond, latent, 4, n)
         stamps = []
-        m_lora = peak_of(lambda: train_identity_lora(model, latent, cond, LoraSettings(steps=args.repeat + 1),
-                                                     lambda *a: stamps.append(time.perf_counter())), model.device)
+        # timed without the memory sampler: its thread (mallinfo2 every 5 ms) slows the steps it watches
+        train_identity_lora(model, latent, cond, LoraSettings(steps=args.repeat + 1),
+                            lambda *a: stamps.append(time.perf_counter()))
         t_lora = (stamps[-1] - stamps[0]) / (len(stamps) - 1)  # from the end of the first step: warm
+        m_lora = peak_of(lambda: train_identity_lora(model, latent, cond, LoraSettings(steps=1)), model.device)
         _, after, _, _ = bare_costs(model, cond, latent, 4, n, peaks=False, warmup=False)
         t_fb4 = (before + after) / 2
         print(f"LoRA step (batch 4) {t_lora * 1e3:.1f} ms = {t_lora / t_fb4:.2f}x bare forward+backward at batch 4 "
@@ -316,12 +318,18 @@ def main() -> None:
         # the bare passes again, just before: on a shared machine the load drifts between presets
         t_f, t_fb, _, _ = bare_costs(model, cond, latent, 1, max(1, args.repeat // 2), peaks=False, warmup=False)
         marks = []
-        with PassCounter(model) as count, PeakMemory(model.device) as mem:
-            def cb(stage, step, total, _p):
-                marks.append((time.perf_counter(), count.grad, count.nograd))
-            mem.mark("drag")
+        def run_drag(cb):
             pipeline.drag(model, traj_k, cond, points, (h, w), region_mask, config.drag, config.tracker,
                           config.supervision, config.schedule, cb, regions)
+
+        with PassCounter(model) as count:  # timed without the memory sampler (see the LoRA part)
+            run_drag(lambda *a: marks.append((time.perf_counter(), count.grad, count.nograd)))
+        for attr in ("max_steps", "K"):
+            if hasattr(config.schedule, attr):
+                setattr(config.schedule, attr, 2)
+        with PeakMemory(model.device) as mem:
+            mem.mark("drag")
+            run_drag(None)
         (t0, g0, n0), (t1, g1, n1) = marks[1], marks[-1]
         updates = len(marks) - 2
         need = (g1 - g0) * t_fb + (n1 - n0) * t_f
