@@ -8,8 +8,8 @@ forward with gradients costs a bare forward+backward, each no-grad forward a bar
 a LoRA step at batch 4 over a bare forward+backward at batch 4; an inversion step over a forward.
 Peak memory per stage: CUDA's allocator peak on a GPU; on the CPU the bytes the C allocator has
 handed out (glibc's mallinfo2, resident memory elsewhere) sampled every 5 ms, above the level when
-the stage began. `--parts full` times a whole edit
-(LoRA, inversion, drag, sampling, decode) and splits it by stage.
+the stage began. `--parts full` times a whole edit (LoRA, inversion, drag, sampling, decode)
+and splits it by stage.
 """
 
 from __future__ import annotations
@@ -175,6 +175,19 @@ def peak_of(fn, device) -> float:
     return mem.peaks["call"]
 
 
+def cap_steps(config, steps: int) -> None:
+    """A fixed drag budget, whatever the preset's schedule and stopping rule."""
+    for attr in ("max_steps", "K"):
+        if hasattr(config.schedule, attr):
+            setattr(config.schedule, attr, steps)
+
+
+def drag_setup(model, latent) -> tuple[int, int, DragPoints]:
+    """Image size of the latent and one handle/target pair across it."""
+    h, w = latent.shape[-2] * model.codec.downscale, latent.shape[-1] * model.codec.downscale
+    return h, w, DragPoints(((w * 0.3, h * 0.4),), ((w * 0.7, h * 0.5),))
+
+
 def timed(fn, repeat: int, warmup: bool = True) -> float:
     if warmup:
         fn()
@@ -208,17 +221,14 @@ def bare_costs(model, cond, latent, batch: int, repeat: int, peaks: bool = True,
 
 def full_edit(model, cond, latent, config, steps: int) -> None:
     """One whole edit (run_edit), time and peak memory split by the stage its callbacks report."""
-    h, w = latent.shape[-2] * model.codec.downscale, latent.shape[-1] * model.codec.downscale
+    h, w, points = drag_setup(model, latent)
     image = model.codec.decode(latent)[:, :3].clamp(-1, 1)
     if image.shape[-2:] != (h, w):  # the SD-size run's stand-in codec: any image of the right size
         image = torch.nn.functional.interpolate(image, (h, w))
-    points = DragPoints(((w * 0.3, h * 0.4),), ((w * 0.7, h * 0.5),))
     if steps:
         if config.lora is not None:
             config.lora.steps = steps
-        for attr in ("max_steps", "K"):
-            if hasattr(config.schedule, attr):
-                setattr(config.schedule, attr, steps)
+        cap_steps(config, steps)
     times: dict[str, float] = {}
     counts: dict[str, int] = {}
     with PeakMemory(model.device) as mem:
@@ -302,15 +312,12 @@ def main() -> None:
     if "presets" not in parts:
         return
     traj = invert(model, latent, cond, 0.8)
-    h, w = latent.shape[-2] * model.codec.downscale, latent.shape[-1] * model.codec.downscale
-    points = DragPoints(((w * 0.3, h * 0.4),), ((w * 0.7, h * 0.5),))
+    h, w, points = drag_setup(model, latent)
     print(f"{'preset':<14} {'ms/update':>10} {'fwd+bwd':>8} {'fwd':>5} {'bare fwd+bwd ms':>16} {'ratio':>6} "
           f"{'peak MiB':>9}   (steady state: updates after the first two; bare passes re-timed beside each)")
     for name in args.presets.split(","):
         config = adapt(presets.preset(name))
-        for attr in ("max_steps", "K"):  # a fixed budget, whatever the preset's stopping rule
-            if hasattr(config.schedule, attr):
-                setattr(config.schedule, attr, args.steps)
+        cap_steps(config, args.steps)
         config.drag.reach_distance = 0.0  # never "reached": every update is a full one
         region_mask, regions = pipeline.editable_region(model, torch.zeros(1, 3, h, w), traj.at(0), cond,
                                                          points, None, config)
@@ -318,15 +325,14 @@ def main() -> None:
         # the bare passes again, just before: on a shared machine the load drifts between presets
         t_f, t_fb, _, _ = bare_costs(model, cond, latent, 1, max(1, args.repeat // 2), peaks=False, warmup=False)
         marks = []
+
         def run_drag(cb):
             pipeline.drag(model, traj_k, cond, points, (h, w), region_mask, config.drag, config.tracker,
                           config.supervision, config.schedule, cb, regions)
 
         with PassCounter(model) as count:  # timed without the memory sampler (see the LoRA part)
             run_drag(lambda *a: marks.append((time.perf_counter(), count.grad, count.nograd)))
-        for attr in ("max_steps", "K"):
-            if hasattr(config.schedule, attr):
-                setattr(config.schedule, attr, 2)
+        cap_steps(config, 2)  # the peak needs a couple of updates, not the timed budget
         with PeakMemory(model.device) as mem:
             mem.mark("drag")
             run_drag(None)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..drag_ops.errors import DragInputError
+from ..drag_ops.points import DragPoints
 
 HANDLE_RGB, TARGET_RGB = (230, 60, 50), (50, 110, 240)
 
@@ -27,7 +28,6 @@ def located(node: str):
 
 def expect_drag_points(points, input: str = "points"):
     """The DRAG_POINTS a node received (any other value: the user wired something else)."""
-    from ..drag_ops.points import DragPoints
     if not isinstance(points, DragPoints):
         raise DragInputError(f"expected DRAG_POINTS from Drag Point Picker, got {type(points).__name__}", input=input)
     return points
