@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DragInputError
-from .model import Conditioning, DiffusionModel, FeatureSpec, autocast
+from .model import Conditioning, DiffusionModel, FeatureSpec
 from .points import DragPoints
 
 
@@ -95,8 +95,7 @@ def feature_space(model: DiffusionModel, latent: torch.Tensor, cond: Conditionin
     a = float(model.schedule.alphas_cumprod[t])
     zt = a ** 0.5 * z0 + (1 - a) ** 0.5 * noise
     hw = tuple(z0.shape[-2:])
-    with autocast(dev):
-        _, f = model.forward(zt, t, cond, FeatureSpec(blocks=blocks), hw)
+    _, f = model.forward(zt, t, cond, FeatureSpec(blocks=blocks), hw)
     widths = [model.unet.up_blocks[b].resnets[-1].out_channels for b in blocks]
     parts = [F.normalize(part.mean(0), dim=0) for part in f.split(widths, dim=1)]  # [C_b, h, w] each
     feats = torch.cat(parts).flatten(1).T.double()  # [P, C]

@@ -14,7 +14,7 @@ import torch
 from .coords import Geometry
 from .errors import DragInputError
 from .inversion import Trajectory
-from .model import Conditioning, DiffusionModel, FeatureSpec, autocast
+from .model import Conditioning, DiffusionModel, FeatureSpec
 from .points import DragPoints
 from .progress import Callback, report
 from .schedules import SingleTimestep
@@ -74,9 +74,8 @@ class DragSession:
 
     # -- primitives for schedules ----------------------------------------------------------
     def forward(self):
-        with autocast(self.device):
-            return self.model.forward(self.latent, self.model.schedule.timestep(self.k), self.cond,
-                                      self.settings.features, self.geometry.feature_hw)
+        return self.model.forward(self.latent, self.model.schedule.timestep(self.k), self.cond,
+                                  self.settings.features, self.geometry.feature_hw)
 
     def update(self, out: torch.Tensor, feats: torch.Tensor) -> float:
         """One motion-supervision step (loss, backward, Adam) on the latent."""
@@ -128,8 +127,7 @@ class DragSession:
         if self.k <= 1:
             return
         if out is None:
-            with autocast(self.device):
-                out, _ = self.model.forward(self.latent, self.model.schedule.timestep(self.k), self.cond)
+            out, _ = self.model.forward(self.latent, self.model.schedule.timestep(self.k), self.cond)
         z = self.model.schedule.step(out, self.k, self.latent.detach())
         self.k -= 1
         self._set_latent(z)
@@ -138,7 +136,7 @@ class DragSession:
     def _set_latent(self, z: torch.Tensor) -> None:
         schedule, dev = self.model.schedule, self.device
         z_orig = self.trajectory.at(self.k).to(dev)
-        with torch.no_grad(), autocast(dev):
+        with torch.no_grad():
             out0, self.orig_feats = self.model.forward(z_orig, schedule.timestep(self.k), self.cond,
                                                        self.settings.features, self.geometry.feature_hw)
         if self.settings.mask_reference == "trajectory":

@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 
 from .coords import sample_at, square_offsets
-from .model import autocast
 
 
 def patch_tokens(latent: torch.Tensor, centre_xy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -116,8 +115,7 @@ class BoundCorrespondence:
             for _ in range(st.iterations):
                 edited.requires_grad_(True)
                 if st.through_model:
-                    with autocast(self.model.device):
-                        model_out, _ = self.model.forward(torch.cat([z[:1], edited]), t, self.cond)
+                    model_out, _ = self.model.forward(torch.cat([z[:1], edited]), t, self.cond)
                     x0 = schedule.eps_and_x0(model_out[1:], t, edited)[1]
                 else:
                     x0 = schedule.eps_and_x0(out[1:].detach().clone().float(), t, edited)[1]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .model import Conditioning, DiffusionModel, autocast
+from .model import Conditioning, DiffusionModel
 from .progress import Callback, report
 
 ADAPTER = "drag_identity"
@@ -116,8 +116,7 @@ def train_identity_lora(model: DiffusionModel, latent: torch.Tensor, cond: Condi
             noise = torch.randn(crops.shape, generator=gen)
             t = torch.randint(0, n_train, (settings.batch_size,), generator=gen)
             zt, target = schedule.training_target(crops, noise, t)
-            with autocast(dev):
-                out, _ = model.forward(zt.to(dev), t.to(dev), ctx)
+            out, _ = model.forward(zt.to(dev), t.to(dev), ctx)
             loss = F.mse_loss(out.float(), target.to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()

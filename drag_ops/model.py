@@ -18,11 +18,15 @@ from .errors import DragInputError
 from .schedule import DDIMSchedule
 
 
-def autocast(device: torch.device):
-    """fp16 autocast on CUDA (as the papers run); plain fp32 elsewhere."""
-    if torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return nullcontext()
+def autocast(device: torch.device, weight_dtype: torch.dtype = torch.float32):
+    """Mixed precision for a UNet with weights of `weight_dtype`: fp16 autocast on CUDA (as the papers
+    run; bf16 for bf16 weights), the weights' own half type on other devices, none for fp32 on the
+    CPU. Callers keep their latents and losses in fp32; only the network's maths runs in half."""
+    kind = torch.device(device).type
+    half = weight_dtype if weight_dtype in (torch.float16, torch.bfloat16) else None
+    if kind == "cuda":
+        return torch.autocast("cuda", dtype=half or torch.float16)
+    return torch.autocast(kind, dtype=half) if half else nullcontext()
 
 
 class LatentCodec(Protocol):
@@ -150,7 +154,7 @@ class DiffusionModel:
         cond = cond.batch(z.shape[0])
         added = {k: v.to(dev, dt) for k, v in cond.added.items()} or None
         captured: list[torch.Tensor] = []
-        with self._capture(features.blocks if features else (), captured):
+        with self._capture(features.blocks if features else (), captured), autocast(dev, dt):
             out = self.unet(z.to(dev, dt), t, encoder_hidden_states=cond.context.to(dev, dt),
                             added_cond_kwargs=added, return_dict=False)[0]
         feats = None

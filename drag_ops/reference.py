@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .inversion import Trajectory
-from .model import Conditioning, DiffusionModel, autocast
+from .model import Conditioning, DiffusionModel
 from .progress import Callback, report
 
 
@@ -90,8 +90,7 @@ def sample(model: DiffusionModel, trajectory: Trajectory, edited: torch.Tensor, 
     ctx = mutual_attention(model.unet, control) if control is not None else nullcontext()
     with ctx:
         for i, k in enumerate(range(step_index, 0, -1), 1):
-            with autocast(dev):
-                out, _ = model.forward(z, schedule.timestep(k), cond)
+            out, _ = model.forward(z, schedule.timestep(k), cond)
             if guidance is not None:
                 z = guidance(k, z, out)
             z = schedule.step(out, k, z)

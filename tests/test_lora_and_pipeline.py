@@ -96,3 +96,27 @@ def test_the_whole_edit_runs_under_inference_mode_as_comfyui_runs_nodes():
         image, c = blob_image().clone(), tiny_cond()
         result = run_edit(model, image, parse_points([[10, 12], [18, 12]]), c, config)
     assert result.drag.steps > 0 and torch.isfinite(result.image).all()
+
+
+@pytest.mark.parametrize("half, tolerance", [(torch.bfloat16, 0.15), (torch.float16, 0.05)])
+def test_a_half_precision_unet_runs_the_whole_edit_in_mixed_precision(half, tolerance):
+    """What a GPU user gets (ComfyUI loads SD in fp16): the UNet's maths in half under autocast,
+    latents, losses and the LoRA's own weights in fp32, and an edit close to the fp32 one (within
+    what a half type's rounding makes of 2 LoRA steps, 4 drag updates and 7 sampling steps on a
+    random model: bf16 keeps 8 bits of mantissa, fp16 11)."""
+    cond = tiny_cond()
+    config = dragdiffusion()
+    config.lora = LoraSettings(steps=2, rank=4)
+    config.schedule = SingleTimestep(max_steps=4)
+    points = parse_points([[10, 12], [18, 12]])
+    full = run_edit(tiny_model(), blob_image(), points, cond, config)
+    model = tiny_model()
+    model.unet.to(half)
+    weights = {k: v.clone() for k, v in model.unet.state_dict().items()}
+    mixed = run_edit(model, blob_image(), points, cond, config)
+    assert mixed.latent.dtype == torch.float32 and torch.isfinite(mixed.image).all()
+    assert all(v.dtype == torch.float32 for v in mixed.lora.state.values())
+    after = model.unet.state_dict()
+    assert after.keys() == weights.keys() and all(torch.equal(weights[k], after[k]) for k in weights)
+    assert mixed.drag.history == full.drag.history
+    assert (mixed.latent - full.latent).norm() < tolerance * full.latent.norm()
