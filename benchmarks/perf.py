@@ -33,6 +33,7 @@ from comfyui_drag.drag_ops.inversion import invert  # noqa: E402
 from comfyui_drag.drag_ops.lora import LoraSettings, train_identity_lora  # noqa: E402
 from comfyui_drag.drag_ops.model import Conditioning, DiffusionModel  # noqa: E402
 from comfyui_drag.drag_ops.points import DragPoints  # noqa: E402
+from comfyui_drag.drag_ops.reference import sample  # noqa: E402
 from comfyui_drag.drag_ops.schedule import DDIMSchedule  # noqa: E402
 
 
@@ -247,7 +248,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="drag updates timed per preset")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--presets", default=",".join(presets.PRESETS))
-    ap.add_argument("--parts", default="invert,lora,presets,full", help="what to time besides the bare passes")
+    ap.add_argument("--parts", default="invert,sample,lora,presets,full", help="what to time besides the bare passes")
     ap.add_argument("--full-preset", default="DragDiffusion", help="preset of the whole edit (--parts full)")
     ap.add_argument("--full-steps", type=int, default=None,
                     help="cap LoRA and drag steps of the whole edit (default: the preset's own on shapes, 3 on sd15)")
@@ -277,6 +278,17 @@ def main() -> None:
         t_inv = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
         m_inv = peak_of(lambda: invert(model, latent, cond, min(1.0, 2 / n)), model.device)
         print(f"inversion step {t_inv * 1e3:.1f} ms = {t_inv / t_f:.2f}x forward; peak {m_inv:.0f} MiB")
+
+    # a reference-sampling step: one forward of [original, edited] under mutual self-attention
+    if "sample" in parts:
+        n = model.schedule.num_steps
+        t_f2 = bare_costs(model, cond, latent, 2, 1, peaks=False, warmup=False)[0]
+        traj, stamps = invert(model, latent, cond, min(1.0, 4 / n)), []
+        sample(model, traj, traj.start, traj.steps, cond, callback=lambda *a: stamps.append(time.perf_counter()))
+        t_s = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+        m_s = peak_of(lambda: sample(model, traj, traj.start, 2, cond), model.device)
+        print(f"reference sampling step {t_s * 1e3:.1f} ms = {t_s / t_f2:.2f}x a bare forward at batch 2 "
+              f"({t_f2 * 1e3:.1f} ms); peak {m_s:.0f} MiB")
 
     # LoRA step at batch 4 vs bare forward+backward at batch 4
     if "lora" in parts:

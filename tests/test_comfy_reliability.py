@@ -235,7 +235,7 @@ def test_bad_inputs_to_the_model_nodes_name_node_and_input(pack, env, chain):
                                 "DragDiffusion", False, 0),
          "Drag Edit", "points", "outside the 64x64 image"),
         (lambda: pack.auto_mask.make_mask(env.model, env.vae, env.image, "[[1, 2], [1, 2]]", 8, True, -1),
-         "Drag Auto Mask", "points", "same point"),
+         "Drag Auto Mask", "points", "expected DRAG_POINTS from Drag Point Picker, got str"),
         (lambda: pack.auto_mask.make_mask(env.model, env.vae, env.image, drag_points(pack), 8, True, -1,
                                           mask=torch.ones(2, S, S)),
          "Drag Auto Mask", "mask", "expected a single MASK"),
