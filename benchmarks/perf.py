@@ -5,10 +5,11 @@
 
 Ratios: a preset's motion-supervision step over the network passes it needs (counted: each
 forward with gradients costs a bare forward+backward, each no-grad forward a bare forward);
-a LoRA step at batch 4 over a bare forward+backward at batch 4; an inversion step over a forward.
-Peak memory per stage: CUDA's allocator peak on a GPU; on the CPU the bytes the C allocator has
-handed out (glibc's mallinfo2, resident memory elsewhere) sampled every 5 ms, above the level when
-the stage began. `--parts full` times a whole edit (LoRA, inversion, drag, sampling, decode)
+a LoRA step at batch 4 over a bare forward+backward at batch 4; an inversion step over a forward;
+a reference-sampling step over a forward at batch 2. Times are taken without the memory sampler;
+peak memory per stage comes from separate short runs: CUDA's allocator peak on a GPU; on the CPU
+the bytes the C allocator has handed out (glibc's mallinfo2, resident memory elsewhere) sampled
+every 5 ms, above the level when the stage began. `--parts full` times a whole edit (LoRA, inversion, drag, sampling, decode)
 and splits it by stage.
 """
 
@@ -113,59 +114,58 @@ def _cpu_bytes_in_use():
 
 
 class PeakMemory:
-    """Peak memory of consecutive intervals: CUDA's allocator peak on a GPU, else the CPU
-    allocator's bytes in use sampled by a thread every 5 ms (the CPU keeps no peak of its own).
-    ``lap(name)`` ends the current interval and files its peak (MiB above the level it began at)
-    under name; ``peaks`` maps names to the largest such peak."""
+    """Peak memory above the level at entry, in MiB (``peak``, set on exit): CUDA's allocator peak
+    on a GPU, else the CPU allocator's bytes in use sampled by a thread every 5 ms (the CPU keeps
+    no peak of its own)."""
 
     _cpu_in_use = staticmethod(_cpu_bytes_in_use() or (lambda: PeakMemory._rss()))
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
-        self.peaks: dict[str, float] = {}
 
     @staticmethod
     def _rss() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
-    def _in_use(self) -> int:
-        return torch.cuda.memory_allocated() if self.cuda else self._cpu_in_use()
-
-    def _begin(self) -> None:
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats()
-        self.base = self.high = self._in_use()
-
-    def lap(self, name: str) -> None:
-        high = torch.cuda.max_memory_allocated() if self.cuda else max(self.high, self._in_use())
-        self.peaks[name] = max(self.peaks.get(name, 0.0), (high - self.base) / 2**20)
-        self._begin()
-
     def _sample(self) -> None:
         while not self._stop.wait(0.005):
             self.high = max(self.high, self._cpu_in_use())
 
     def __enter__(self):
-        self._begin()
-        if not self.cuda:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = self.high = self._cpu_in_use()
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        if not self.cuda:
+        if self.cuda:
+            high = torch.cuda.max_memory_allocated()
+        else:
             self._stop.set()
             self._thread.join()
+            high = max(self.high, self._cpu_in_use())
+        self.peak = (high - self.base) / 2**20
 
 
 def peak_of(fn, device) -> float:
     """Peak memory (MiB) of one call of fn."""
     with PeakMemory(device) as mem:
         fn()
-        mem.lap("call")
-    return mem.peaks["call"]
+    return mem.peak
+
+
+def seconds_per_step(run) -> float:
+    """Mean time between the step callbacks of run(callback), from the end of its first step (warm).
+    Timed without the memory sampler: its thread (mallinfo2 every 5 ms) slows what it watches."""
+    stamps: list[float] = []
+    run(lambda *a: stamps.append(time.perf_counter()))
+    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
 
 
 def cap_steps(config, steps: int) -> None:
@@ -214,7 +214,7 @@ def bare_costs(model, cond, latent, batch: int, repeat: int, peaks: bool = True,
 
 def full_edit(model, cond, latent, config, steps: int) -> None:
     """One whole edit (run_edit), its time split by the stage its callbacks report. Timed without
-    the memory sampler (see the LoRA part): the stages' peaks are the rows above and below."""
+    the memory sampler (see seconds_per_step): the stages' peaks are the rows above and below."""
     h, w, points = drag_setup(model, latent)
     image = model.codec.decode(latent)[:, :3].clamp(-1, 1)
     if image.shape[-2:] != (h, w):  # the SD-size run's stand-in codec: any image of the right size
@@ -268,24 +268,19 @@ def main() -> None:
     print(f"bare forward {t_f * 1e3:.1f} ms ({m_f:.0f} MiB); bare forward+backward {t_fb * 1e3:.1f} ms ({m_fb:.0f} MiB)")
 
     parts = set(args.parts.split(","))
-    # inversion step vs forward
-    stamps = []
+    num_steps = model.schedule.num_steps
+    # inversion step vs forward (the peak from a short separate run, as for every stage)
     if "invert" in parts:
-        n = model.schedule.num_steps
         t_f = bare_costs(model, cond, latent, 1, 1, peaks=False, warmup=False)[0]  # re-timed: the load drifts
-        # timed without the memory sampler (see the LoRA part); the peak from a short separate run
-        invert(model, latent, cond, min(1.0, 6 / n), lambda *a: stamps.append(time.perf_counter()))
-        t_inv = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-        m_inv = peak_of(lambda: invert(model, latent, cond, min(1.0, 2 / n)), model.device)
+        t_inv = seconds_per_step(lambda cb: invert(model, latent, cond, min(1.0, 6 / num_steps), cb))
+        m_inv = peak_of(lambda: invert(model, latent, cond, min(1.0, 2 / num_steps)), model.device)
         print(f"inversion step {t_inv * 1e3:.1f} ms = {t_inv / t_f:.2f}x forward; peak {m_inv:.0f} MiB")
 
     # a reference-sampling step: one forward of [original, edited] under mutual self-attention
     if "sample" in parts:
-        n = model.schedule.num_steps
         t_f2 = bare_costs(model, cond, latent, 2, 1, peaks=False, warmup=False)[0]
-        traj, stamps = invert(model, latent, cond, min(1.0, 4 / n)), []
-        sample(model, traj, traj.start, traj.steps, cond, callback=lambda *a: stamps.append(time.perf_counter()))
-        t_s = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+        traj = invert(model, latent, cond, min(1.0, 4 / num_steps))
+        t_s = seconds_per_step(lambda cb: sample(model, traj, traj.start, traj.steps, cond, callback=cb))
         m_s = peak_of(lambda: sample(model, traj, traj.start, 2, cond), model.device)
         print(f"reference sampling step {t_s * 1e3:.1f} ms = {t_s / t_f2:.2f}x a bare forward at batch 2 "
               f"({t_f2 * 1e3:.1f} ms); peak {m_s:.0f} MiB")
@@ -293,15 +288,12 @@ def main() -> None:
     # LoRA step at batch 4 vs bare forward+backward at batch 4
     if "lora" in parts:
         # bare passes timed before and after the LoRA steps: on a shared machine the load drifts
-        n = max(1, args.repeat // 2)
-        _, before, _, m_fb4 = bare_costs(model, cond, latent, 4, n)
-        stamps = []
-        # timed without the memory sampler: its thread (mallinfo2 every 5 ms) slows the steps it watches
-        train_identity_lora(model, latent, cond, LoraSettings(steps=args.repeat + 1),
-                            lambda *a: stamps.append(time.perf_counter()))
-        t_lora = (stamps[-1] - stamps[0]) / (len(stamps) - 1)  # from the end of the first step: warm
+        reps = max(1, args.repeat // 2)
+        _, before, _, m_fb4 = bare_costs(model, cond, latent, 4, reps)
+        t_lora = seconds_per_step(lambda cb: train_identity_lora(model, latent, cond,
+                                                                 LoraSettings(steps=args.repeat + 1), cb))
         m_lora = peak_of(lambda: train_identity_lora(model, latent, cond, LoraSettings(steps=1)), model.device)
-        _, after, _, _ = bare_costs(model, cond, latent, 4, n, peaks=False, warmup=False)
+        _, after, _, _ = bare_costs(model, cond, latent, 4, reps, peaks=False, warmup=False)
         t_fb4 = (before + after) / 2
         print(f"LoRA step (batch 4) {t_lora * 1e3:.1f} ms = {t_lora / t_fb4:.2f}x bare forward+backward at batch 4 "
               f"({before * 1e3:.1f} ms before, {after * 1e3:.1f} ms after); peak {m_lora:.0f} MiB "
@@ -337,17 +329,15 @@ def main() -> None:
             pipeline.drag(model, traj_k, cond, points, (h, w), region_mask, config.drag, config.tracker,
                           config.supervision, config.schedule, cb, regions)
 
-        with PassCounter(model) as count:  # timed without the memory sampler (see the LoRA part)
+        with PassCounter(model) as count:  # timed without the memory sampler (see seconds_per_step)
             run_drag(lambda *a: marks.append((time.perf_counter(), count.grad, count.nograd)))
         cap_steps(config, 2)  # the peak needs a couple of updates, not the timed budget
-        with PeakMemory(model.device) as mem:
-            run_drag(None)
-            mem.lap("drag")
+        m_drag = peak_of(lambda: run_drag(None), model.device)
         (t0, g0, n0), (t1, g1, n1) = marks[1], marks[-1]
         updates = len(marks) - 2
         need = (g1 - g0) * t_fb + (n1 - n0) * t_f
         print(f"{name:<14} {(t1 - t0) / updates * 1e3:>10.1f} {(g1 - g0) / updates:>8.2f} "
-              f"{(n1 - n0) / updates:>5.2f} {t_fb * 1e3:>16.1f} {(t1 - t0) / need:>6.2f} {mem.peaks['drag']:>9.0f}")
+              f"{(n1 - n0) / updates:>5.2f} {t_fb * 1e3:>16.1f} {(t1 - t0) / need:>6.2f} {m_drag:>9.0f}")
 
 if __name__ == "__main__":
     main()
