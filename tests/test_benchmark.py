@@ -234,3 +234,20 @@ def test_the_real_image_runner_on_a_tiny_dragbench(tmp_path):
     assert {"dai_1", "dai_5", "dai_10", "dai_20", "psnr_outside"} <= set(row)
     summary = datasets.summarise(results)
     assert summary["DragDiffusion"]["tasks"] == 1
+
+
+def test_drag_alignment_benchmark_prints_cosines_for_each_update_count():
+    """benchmarks/drag_alignment.py (the cheap score of where a preset's updates point) runs on the
+    shipped model and prints one cosine with the move and one with erasing per update count."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "benchmarks/drag_alignment.py", "--presets", "DragDiffusion",
+                          "--updates", "1,3", "--tasks", "2"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| DragDiffusion |"))
+    values = [float(v) for v in re.findall(r"[+-]\d\.\d{3}", row)]
+    assert len(values) == 4 and all(-1 <= v <= 1 for v in values)
+    assert values[2] != values[0]  # the session went on optimising between the two counts

@@ -1,6 +1,5 @@
 """The method variants as strategies: each one's defining behaviour, the registry, the presets."""
 
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -60,14 +59,13 @@ def test_discriminative_tracker_stays_on_the_handle_where_a_distractor_fools_nea
         assert s.confidence.shape == (1,) and 0 < float(s.confidence) <= 1.2
 
 
-def test_filter_fits_the_gaussian_label_and_trains_fast():
+def test_filter_fits_the_gaussian_label():
     torch.manual_seed(0)
     offsets = square_offsets(3)
     labels = gaussian_labels(offsets, 1.0)
     patches = torch.randn(4, len(offsets), 640) + 0.5  # 4 handles, 7x7 patch, SD's 640 channels
-    t0 = time.perf_counter()
+    # its cost is measured with the whole StableDrag update in benchmarks/perf.py, not timed here
     z = train_filters(patches, patches[:, len(offsets) // 2], labels)
-    assert time.perf_counter() - t0 < 0.5
     fit = torch.bmm(patches, z[:, :, None])[..., 0]
     assert (fit - labels).abs().max() < 0.05
 

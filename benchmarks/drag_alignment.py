@@ -1,0 +1,108 @@
+"""Where do a preset's first latent updates point on the shapes world? Prints numbers.
+
+For each move task of the shapes benchmark: invert the scene to the preset's strength, run the
+preset's tracker and supervision for the first N updates at that timestep (no LoRA, no auto-mask,
+no sampling; every schedule's first updates are at the inversion timestep),
+and compare the latent's change with two changes known from the scene:
+
+- *move*: the inverted latent of the same scene with the dragged shape moved a few pixels toward
+  its target, minus the original's (what a drag that moves content would do);
+- *erase*: the inverted latent of the scene without the dragged shape, minus the original's.
+
+Cosine near 1 with *move*: the updates move the shape; near 1 with *erase*: they remove it; near 0
+with both: most of the change is neither (on this world, off-manifold latent changes that decode to
+smears). Seconds per setting, so it can rank checkpoints and settings before a full benchmark.
+
+    python benchmarks/drag_alignment.py --presets DragDiffusion,GoodDrag --updates 1,10
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import pack_loader  # noqa: E402
+
+pack_loader.load()
+from comfyui_drag.cli import bench_configs, parse_sets  # noqa: E402
+from comfyui_drag.drag_ops.automask import AutoMaskSettings, superpixels_of_latent  # noqa: E402
+from comfyui_drag.drag_ops.coords import Geometry  # noqa: E402
+from comfyui_drag.drag_ops.drag import DragSession, check_mask  # noqa: E402
+from comfyui_drag.drag_ops.inversion import invert  # noqa: E402
+from comfyui_drag.drag_ops.schedules import SingleTimestep  # noqa: E402
+from comfyui_drag.shapes import benchmark, world  # noqa: E402
+
+MOVE_PIXELS = 4.0  # the probe move: about one latent pixel, what tens of updates should achieve
+
+
+def alignment(model, cond, task: benchmark.Task, config, updates: list[int]) -> dict:
+    """{n: (cos with move, cos with erase)} of the latent change after each n in ``updates``."""
+    strength = config.inversion_strength
+
+    def inverted(scene):
+        return invert(model, model.codec.encode(world.to_engine_image(scene)), cond, strength)
+
+    trajectory = inverted(task.scene)
+    z0 = trajectory.start
+    shape = task.scene.shapes[task.index]
+    d = np.subtract(task.targets[0], task.handles[0])
+    d = d / np.linalg.norm(d) * MOVE_PIXELS
+    moved = inverted(task.scene.with_shape(task.index, shape.moved(*d))).start - z0
+    erased = inverted(replace(task.scene, shapes=tuple(s for j, s in enumerate(task.scene.shapes)
+                                                      if j != task.index))).start - z0
+    size = task.scene.size
+    geometry = Geometry((size, size), tuple(z0.shape[-2:]), config.drag.features.resolve((size, size)))
+    mask = check_mask(torch.from_numpy(task.mask.astype(np.float32)), (size, size))
+    parts = (config.tracker, config.supervision)
+    regions = None
+    if any(getattr(p, "uses_regions", False) for p in parts):  # AdaptiveDrag: superpixels, as drag_stage
+        labels = superpixels_of_latent(model, trajectory.at(0), cond, config.auto_mask or AutoMaskSettings())
+        regions = geometry.labels_to_feature(labels).to(model.device)
+    out = {}
+    with torch.inference_mode(False), torch.enable_grad():
+        session = DragSession(model, trajectory, cond, geometry, task.points(), mask, config.drag,
+                              config.tracker, config.supervision, regions=regions)
+        done = 0
+        for n in sorted(updates):
+            SingleTimestep(n - done).run(session)  # continues: the session keeps its optimiser
+            done = n
+            change = (session.latent.detach() - z0).flatten()
+            out[n] = tuple(float(torch.nn.functional.cosine_similarity(change, ref.flatten(), dim=0))
+                           for ref in (moved, erased))
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", default="all")
+    ap.add_argument("--updates", default="1,10", help="comma-separated update counts to measure after")
+    ap.add_argument("--tasks", type=int, default=16, help="benchmark tasks generated (the move tasks are used)")
+    ap.add_argument("--task-seed", type=int, default=0)
+    ap.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
+    ap.add_argument("--set", action="append", metavar="[PRESET:]PATH=VALUE", help="as cli.py bench --set")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    torch.manual_seed(0)
+    torch.set_num_threads(a.threads)
+    model, cond = world.engine_model(a.weights), world.conditioning()
+    tasks = [t for t in benchmark.make_tasks(a.tasks, a.task_seed) if t.kind == "move"]
+    updates = [int(n) for n in a.updates.split(",")]
+    configs = bench_configs([p.strip() for p in a.presets.split(",")], parse_sets(a.set), world.adapt)
+    print(f"{len(tasks)} move tasks, seed {a.task_seed}; cosine of the latent change with a {MOVE_PIXELS:g}-px move "
+          "/ with erasing the shape")
+    print("| preset | " + " | ".join(f"after {n}: move | erase" for n in updates) + " |")
+    print("|---|" + "---|---|" * len(updates))
+    for name, config in configs.items():
+        rows = [alignment(model, cond, t, config, updates) for t in tasks]
+        cells = [f"{np.mean([r[n][0] for r in rows]):+.3f} | {np.mean([r[n][1] for r in rows]):+.3f}" for n in updates]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
