@@ -248,6 +248,7 @@ def test_drag_alignment_benchmark_prints_cosines_for_each_update_count():
                           "--updates", "1,3", "--tasks", "2"], cwd=root, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     row = next(line for line in run.stdout.splitlines() if line.startswith("| DragDiffusion |"))
-    values = [float(v) for v in re.findall(r"[+-]\d\.\d{3}", row)]
-    assert len(values) == 4 and all(-1 <= v <= 1 for v in values)
-    assert values[2] != values[0]  # the session went on optimising between the two counts
+    values = [float(v) for v in re.findall(r"[+-]\d\.\d{3}", row)]  # move vs erase, then 2 per count
+    assert len(values) == 5 and all(-1 <= v <= 1 for v in values)
+    assert values[0] > 0  # a move also empties where the shape was: it shares that with the erase
+    assert values[3] != values[1]  # the session went on optimising between the two counts
