@@ -36,6 +36,7 @@ from comfyui_drag.cli import bench_configs, parse_sets  # noqa: E402
 from comfyui_drag.drag_ops.automask import AutoMaskSettings, superpixels_of_latent  # noqa: E402
 from comfyui_drag.drag_ops.coords import Geometry  # noqa: E402
 from comfyui_drag.drag_ops.drag import DragSession, check_mask  # noqa: E402
+from comfyui_drag.drag_ops.errors import DragInputError  # noqa: E402
 from comfyui_drag.drag_ops.inversion import invert  # noqa: E402
 from comfyui_drag.drag_ops.schedules import SingleTimestep  # noqa: E402
 from comfyui_drag.shapes import benchmark, world  # noqa: E402
@@ -97,10 +98,18 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(a.threads)
+    try:
+        updates = sorted({int(n) for n in a.updates.split(",")})
+    except ValueError:
+        updates = [0]
+    if updates[0] < 1:
+        raise SystemExit(f"--updates {a.updates!r}: expected positive whole numbers, e.g. 1,10,40")
+    try:
+        configs = bench_configs([p.strip() for p in a.presets.split(",")], parse_sets(a.set), world.adapt)
+    except DragInputError as e:
+        raise SystemExit(f"error: {e}")
     model, cond = world.engine_model(a.weights), world.conditioning()
     tasks = [t for t in benchmark.make_tasks(a.tasks, a.task_seed) if t.kind == "move"]
-    updates = [int(n) for n in a.updates.split(",")]
-    configs = bench_configs([p.strip() for p in a.presets.split(",")], parse_sets(a.set), world.adapt)
     print(f"{len(tasks)} move tasks, seed {a.task_seed}; cosine of the latent change with a {MOVE_PIXELS:g}-px move "
           "/ with erasing the shape")
     print("| preset | move vs erase | " + " | ".join(f"after {n}: move | erase" for n in updates) + " |")
