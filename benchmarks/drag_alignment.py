@@ -12,7 +12,7 @@ inversion timestep), and compare the latent's change with two changes known from
 Cosine near 1 with *move*: the updates move the shape; near 1 with *erase*: they remove it (the
 two changes themselves have a cosine of about 0.3, printed as "move vs erase"); near 0 with both:
 most of the change is neither (on this world, off-manifold latent changes that decode to
-smears). About 3 minutes for all five presets on one thread (12 tasks, 40 updates), so it can rank
+smears). About 2.5 minutes for all five presets on one thread (12 tasks, 40 updates), so it can rank
 checkpoints and settings before a full benchmark (25 minutes).
 
     python benchmarks/drag_alignment.py --presets DragDiffusion,GoodDrag --updates 1,10
@@ -33,22 +33,17 @@ import pack_loader  # noqa: E402
 
 pack_loader.load()
 from comfyui_drag.cli import bench_configs, parse_sets  # noqa: E402
-from comfyui_drag.drag_ops.automask import AutoMaskSettings, superpixels_of_latent  # noqa: E402
-from comfyui_drag.drag_ops.coords import Geometry  # noqa: E402
-from comfyui_drag.drag_ops.drag import DragSession, check_mask  # noqa: E402
 from comfyui_drag.drag_ops.errors import DragInputError  # noqa: E402
 from comfyui_drag.drag_ops.inversion import invert  # noqa: E402
+from comfyui_drag.drag_ops.pipeline import drag_stage  # noqa: E402
 from comfyui_drag.drag_ops.schedules import SingleTimestep  # noqa: E402
 from comfyui_drag.shapes import benchmark, world  # noqa: E402
 
 MOVE_PIXELS = 4.0  # the probe move: about one latent pixel, what tens of updates should achieve
 
 
-def alignment(model, cond, task: benchmark.Task, config, updates: list[int]) -> dict:
-    """{n: (cos with move, cos with erase)} of the latent change after each n in ``updates``, and
-    "move_vs_erase": the cosine of those two changes with each other (a move also empties the start)."""
-    strength = config.inversion_strength
-
+def inverted_changes(model, cond, task: benchmark.Task, strength: float):
+    """(the scene's inversion trajectory, the *move* change, the *erase* change) at ``strength``."""
     def inverted(scene):
         return invert(model, model.codec.encode(world.to_engine_image(scene)), cond, strength)
 
@@ -60,28 +55,29 @@ def alignment(model, cond, task: benchmark.Task, config, updates: list[int]) -> 
     moved = inverted(task.scene.with_shape(task.index, shape.moved(*d))).start - z0
     erased = inverted(replace(task.scene, shapes=tuple(s for j, s in enumerate(task.scene.shapes)
                                                       if j != task.index))).start - z0
-    size = task.scene.size
-    geometry = Geometry((size, size), tuple(z0.shape[-2:]), config.drag.features.resolve((size, size)))
-    mask = check_mask(torch.from_numpy(task.mask.astype(np.float32)), (size, size))
-    parts = (config.tracker, config.supervision)
-    regions = None
-    if any(getattr(p, "uses_regions", False) for p in parts):  # AdaptiveDrag: superpixels, as drag_stage
-        labels = superpixels_of_latent(model, trajectory.at(0), cond, config.auto_mask or AutoMaskSettings())
-        regions = geometry.labels_to_feature(labels).to(model.device)
+    return trajectory, moved, erased
+
+
+def alignment(model, cond, task: benchmark.Task, config, updates: list[int], changes) -> dict:
+    """{n: (cos with move, cos with erase)} of the latent change after each n in ``updates``, and
+    "move_vs_erase": the cosine of those two changes with each other (a move also empties the start).
+    changes: inverted_changes() at the config's inversion strength."""
+    trajectory, moved, erased = changes
+    z0 = trajectory.start
     latents = {}
 
-    def keep(stage, step, total, preview):  # called after each update
-        if step in updates:
-            latents[step] = session.latent.detach().clone()
+    def keep(stage, step, total, preview):  # after each update
+        if stage == "drag" and step in updates:
+            latents[step] = preview["latent"].clone()
 
-    with torch.inference_mode(False), torch.enable_grad():
-        session = DragSession(model, trajectory, cond, geometry, task.points(), mask, config.drag,
-                              config.tracker, config.supervision, keep, max(updates), regions)
-        SingleTimestep(max(updates)).run(session)
+    size = task.scene.size
+    mask = torch.from_numpy(task.mask.astype(np.float32))
+    result = drag_stage(model, trajectory, cond, task.points(), (size, size), mask,
+                        replace(config, schedule=SingleTimestep(max(updates))), keep)
     cos = torch.nn.functional.cosine_similarity
     out = {"move_vs_erase": float(cos(moved.flatten(), erased.flatten(), dim=0))}  # the scale to read against
     for n in updates:  # a drag that stopped early (handles within reach) keeps its last latent
-        change = (latents.get(n, session.latent.detach()) - z0).flatten()
+        change = (latents.get(n, result.latent) - z0).flatten()
         out[n] = tuple(float(cos(change, ref.flatten(), dim=0)) for ref in (moved, erased))
     return out
 
@@ -114,8 +110,14 @@ def main(argv=None) -> None:
           "/ with erasing the shape")
     print("| preset | move vs erase | " + " | ".join(f"after {n}: move | erase" for n in updates) + " |")
     print("|---|---|" + "---|---|" * len(updates))
+    changes = {}  # (task, strength) -> inverted_changes: presets that share a strength share them
     for name, config in configs.items():
-        rows = [alignment(model, cond, t, config, updates) for t in tasks]
+        rows = []
+        for i, task in enumerate(tasks):
+            key = (i, config.inversion_strength)
+            if key not in changes:
+                changes[key] = inverted_changes(model, cond, task, config.inversion_strength)
+            rows.append(alignment(model, cond, task, config, updates, changes[key]))
         cells = [f"{np.mean([r[n][0] for r in rows]):+.3f} | {np.mean([r[n][1] for r in rows]):+.3f}" for n in updates]
         scale = np.mean([r["move_vs_erase"] for r in rows])
         print(f"| {name} | {scale:+.3f} | " + " | ".join(cells) + " |", flush=True)

@@ -94,7 +94,7 @@ class DragSession:
         x0 = self.model.schedule.eps_and_x0(out.detach(), self.model.schedule.timestep(self.k), self.latent.detach())[1]
         report(self.callback, "drag", self.steps, self.total,
                {"x0": x0, "handles": self.history[-1], "targets": self._image(self.targets),
-                "loss": value})
+                "loss": value, "latent": self.latent.detach()})  # shared with the optimiser: clone to keep
         return value
 
     def track(self, feats: torch.Tensor) -> None:
