@@ -85,13 +85,14 @@ class DragSession:
             diff = (z_prev - self.z_prev_ref).abs() * self.keep
             reduce = diff.mean() if self.settings.mask_reduction == "mean" else diff.sum()
             loss = loss + self.settings.mask_weight * reduce
+        # the preview's x0 is the one ``out`` predicts: from the latent before Adam changes it in place
+        x0 = self.model.schedule.eps_and_x0(out.detach(), self.model.schedule.timestep(self.k), self.latent.detach())[1]
         self.opt.zero_grad(set_to_none=True)
         if loss.requires_grad:
             loss.backward()
             self.opt.step()
         self.steps += 1
         value = float(loss.detach())
-        x0 = self.model.schedule.eps_and_x0(out.detach(), self.model.schedule.timestep(self.k), self.latent.detach())[1]
         report(self.callback, "drag", self.steps, self.total,
                {"x0": x0, "handles": self.history[-1], "targets": self._image(self.targets),
                 "loss": value, "latent": self.latent.detach()})  # shared with the optimiser: clone to keep

@@ -18,22 +18,33 @@ IMAGE_SIZE = 64
 CONTEXT_DIM = 32  # the "prompt" is one constant zero token of this width
 
 
-def vae_config() -> dict:
+def vae_config(downsample: int = 4) -> dict:
+    """downsample 4: 64x64x3 -> 16x16x4; 2: -> 32x32x4 (a shape then spans 4-8 latent pixels, as an
+    object spans tens of them in SD's 64x64 latent)."""
+    levels = {4: (32, 64, 64), 2: (32, 64)}[downsample]
     return dict(
         in_channels=3, out_channels=3, latent_channels=4, sample_size=IMAGE_SIZE,
-        block_out_channels=(32, 64, 64), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=levels, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * len(levels), up_block_types=("UpDecoderBlock2D",) * len(levels),
         # the mid-block attention is global: a local latent edit would shift colours everywhere
         mid_block_add_attention=False,
     )
 
 
-def unet_config() -> dict:
+def unet_config(downsample: int = 4) -> dict:
+    """downsample 4: three levels at 16, 8, 4; 2: four levels at 32, 16, 8, 4, laid out as SD 1.5's
+    (up_blocks[2] is the second-to-last level, the one DragDiffusion's features come from), with
+    attention on the middle two levels (SD: the top three; at 32x32 it would cost more than the rest)."""
+    if downsample == 4:
+        levels = dict(block_out_channels=(64, 128, 128),
+                      down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                      up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
+    else:
+        levels = dict(block_out_channels=(32, 64, 128, 128),
+                      down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                      up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
     return dict(
-        sample_size=IMAGE_SIZE // 4, in_channels=4, out_channels=4,
-        block_out_channels=(64, 128, 128), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        sample_size=IMAGE_SIZE // downsample, in_channels=4, out_channels=4, layers_per_block=1, **levels,
         cross_attention_dim=CONTEXT_DIM,
         attention_head_dim=8,  # diffusers reads this as the number of heads
     )

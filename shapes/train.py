@@ -102,7 +102,7 @@ def train_vae(pool: torch.Tensor, val: torch.Tensor, a, seconds: float,
         for p in params:
             p.requires_grad_(True)
     else:
-        vae = init(AutoencoderKL, vae_config(), a.init_from, "vae").train().requires_grad_(True)
+        vae = init(AutoencoderKL, vae_config(a.downsample), a.init_from, "vae").train().requires_grad_(True)
         params = list(vae.parameters())
     opt = torch.optim.AdamW(params, lr=a.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     budget = StepBudget(a.vae_steps, seconds)
@@ -159,7 +159,7 @@ def encode_latents(vae: AutoencoderKL, pool: torch.Tensor, augment: int) -> torc
 def train_unet(lat: torch.Tensor, vae: AutoencoderKL, a, seconds: float) -> tuple[UNet2DConditionModel, dict]:
     torch.manual_seed(a.seed + 1)
     g = torch.Generator().manual_seed(a.seed + 1)
-    unet = init(UNet2DConditionModel, unet_config(), a.init_from, "unet").train().requires_grad_(True)
+    unet = init(UNet2DConditionModel, unet_config(a.downsample), a.init_from, "unet").train().requires_grad_(True)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     params, ema_params = list(unet.parameters()), list(ema.parameters())
     opt = torch.optim.AdamW(params, lr=a.unet_lr, betas=(0.9, 0.99), weight_decay=0.01)
@@ -219,6 +219,8 @@ def parse_args(argv=None):
     ap.add_argument("--samples-dir", default="out", help="where checkpoint sample grids go")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--downsample", type=int, choices=(2, 4), default=4,
+                    help="the VAE's downsampling: 4 (16x16 latents) or 2 (32x32, a four-level UNet)")
     ap.add_argument("--scenes", type=int, default=12000, help="rendered training scenes")
     ap.add_argument("--augment", type=int, default=2, help="symmetries of each scene encoded for the UNet (1-8)")
     ap.add_argument("--vae-steps", type=int, default=0, help="0: size from --vae-minutes")
