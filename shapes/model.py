@@ -35,14 +35,14 @@ def unet_config(downsample: int = 4) -> dict:
     """downsample 4: three levels at 16, 8, 4; 2: four levels at 32, 16, 8, 4, laid out as SD 1.5's
     (up_blocks[2] is the second-to-last level, the one DragDiffusion's features come from), with
     attention on the middle two levels (SD: the top three; at 32x32 it would cost more than the rest)."""
-    if downsample == 4:
-        levels = dict(block_out_channels=(64, 128, 128),
-                      down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                      up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
-    else:
-        levels = dict(block_out_channels=(32, 64, 128, 128),
-                      down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-                      up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
+    levels = {
+        4: dict(block_out_channels=(64, 128, 128),
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")),
+        2: dict(block_out_channels=(32, 64, 128, 128),
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")),
+    }[downsample]
     return dict(
         sample_size=IMAGE_SIZE // downsample, in_channels=4, out_channels=4, layers_per_block=1, **levels,
         cross_attention_dim=CONTEXT_DIM,
