@@ -65,6 +65,10 @@ def save_module(module: torch.nn.Module, folder: Path, name: str) -> None:
 
 def load_module(cls, folder: Path, name: str, device="cpu"):
     config = json.loads((folder / f"{name}.json").read_text())
+    # diffusers lists the arguments a module was built without under "_use_default_values" and on
+    # load replaces them by its own defaults: that would turn the scaling factor training wrote with
+    # register_to_config back into SD's 0.18215. The saved values are the model's, so they win.
+    config.pop("_use_default_values", None)
     module = cls.from_config(config)
     module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))  # fp16 -> fp32 params
     return module.to(device).eval().requires_grad_(False)

@@ -30,3 +30,16 @@ def test_the_vae_latent_is_what_the_unet_denoises(downsample):
     assert latent.shape == out.shape == (1, 4, side, side) and unet.config.sample_size == side
     if downsample == 2:  # laid out as SD 1.5: up_blocks[2] (DragDiffusion's features) at the latent's size
         assert len(unet.up_blocks) == 4 and captured[0].shape[-1] == side
+
+
+def test_the_shipped_vae_scales_latents_to_what_the_unet_was_trained_on():
+    """Training scales latents to unit std and writes the factor into vae.json; loading must keep it
+    (diffusers would otherwise put SD's 0.18215 back, and every latent would be 4.5x too small)."""
+    from comfyui_drag.drag_ops.model import DiffusersVAECodec
+    from comfyui_drag.shapes.model import load_shapes_model
+    from comfyui_drag.shapes.scenes import scene_images
+
+    _, vae = load_shapes_model("cpu")
+    assert vae.config.scaling_factor == pytest.approx(json.loads((WEIGHTS / "vae.json").read_text())["scaling_factor"])
+    images = torch.from_numpy(scene_images(range(32))).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    assert 0.8 < DiffusersVAECodec(vae).encode(images).std().item() < 1.25
