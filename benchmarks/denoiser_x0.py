@@ -1,0 +1,73 @@
+"""How well does the shapes-world UNet see the clean image through the noise? Prints numbers.
+
+Validation scenes (never trained on) are encoded through the engine's codec, noised to timestep t
+with the training schedule, and denoised in one step (x0 from the predicted noise). The decoded x0
+is compared with the VAE's own reconstruction, so the number is the denoiser's error alone. This
+is the quantity a drag at strength s relies on (t ~ 1000 s): the features and the sampler can only
+be as good as the model's guess of the image. It exposed the latent-scale bug of session 6 (t = 300:
+19.1 dB with SD's 0.18215, 32.5 dB with the model's own scale). Under a minute on one thread.
+
+    python benchmarks/denoiser_x0.py [--weights DIR] [--scenes 8] [--t 100,300,500,700,900]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pathlib
+import sys
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import pack_loader  # noqa: E402
+
+pack_loader.load()
+from comfyui_drag.shapes import world  # noqa: E402
+from comfyui_drag.shapes.scenes import scene_images  # noqa: E402
+from comfyui_drag.shapes.train import VAL_SEED, psnr, to_tensor  # noqa: E402
+
+
+@torch.no_grad()
+def x0_psnr(model, cond, images: torch.Tensor, timesteps, seed: int = 0) -> dict:
+    """{t: PSNR (dB) of the one-step x0, decoded, against the codec's reconstruction}."""
+    z0 = model.codec.encode(images)
+    reference = model.codec.decode(z0)
+    alphas = model.schedule.alphas_cumprod.float()
+    g = torch.Generator().manual_seed(seed)
+    context = cond.batch(len(images)).context
+    out = {}
+    for t in timesteps:
+        noise = torch.randn(z0.shape, generator=g)
+        zt = alphas[t].sqrt() * z0 + (1 - alphas[t]).sqrt() * noise
+        _, x0 = model.schedule.eps_and_x0(model.unet(zt, t, encoder_hidden_states=context).sample, t, zt)
+        out[t] = psnr(model.codec.decode(x0), reference)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
+    ap.add_argument("--scenes", type=int, default=8)
+    ap.add_argument("--t", default="100,300,500,700,900", help="comma-separated training timesteps (0-999)")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    try:
+        timesteps = [int(t) for t in a.t.split(",")]
+    except ValueError:
+        ap.error(f"--t takes comma-separated integers, got {a.t!r}")
+    if not all(0 <= t < 1000 for t in timesteps) or a.scenes < 1:
+        ap.error("--t values must be in 0..999 and --scenes at least 1")
+    torch.set_num_threads(a.threads)
+    model = world.engine_model(a.weights)
+    images = to_tensor(scene_images(range(VAL_SEED, VAL_SEED + a.scenes)))
+    codec_db = psnr(model.codec.decode(model.codec.encode(images)), images)
+    print(f"latent scale {model.codec.scaling_factor:.4f}; VAE reconstruction {codec_db:.1f} dB against the scenes")
+    print("| t | " + " | ".join(map(str, timesteps)) + " |")
+    print("|---|" + "---|" * len(timesteps))
+    scores = x0_psnr(model, world.conditioning(), images, timesteps)
+    print("| x0 PSNR (dB) | " + " | ".join(f"{v:.1f}" if math.isfinite(v) else "inf" for v in scores.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
