@@ -138,7 +138,8 @@ def adapt(config):
       DragDiffusion's r2 = 3: 0.60 / 50% against 0.65 / 33% (r1 = 4 or 1 made no difference).
     - FreeDrag's l (the template distance a drag aims at) is a feature distance, so its scale is the
       UNet's: at the paper's l = 1 every line-search candidate on this model's features is already
-      within 0.5 l, so each handle hops to its target in 1-2 updates without optimising anything.
+      within 0.5 l, so each handle hops to its target in 1-2 updates without optimising anything
+      (measured before the latent-scale fix of session 6; l = 0.1 not re-tuned since).
     """
     config = copy.deepcopy(config)
     config.inversion_strength = min(config.inversion_strength, INVERSION_STRENGTH)
@@ -146,7 +147,7 @@ def adapt(config):
     config.drag.features = FeatureSpec(blocks=FEATURE_BLOCKS, size=config.drag.features.size)
     if hasattr(config.supervision, "target_distance"):
         config.supervision.target_distance = FREEDRAG_TARGET_DISTANCE
-    if config.schedule.name == "alternating":  # GoodDrag's AlDD
+    if config.schedule.name == "alternating" and hasattr(config.tracker, "radius"):  # GoodDrag's AlDD
         config.tracker.radius = GOODDRAG_TRACKING_RADIUS
     if config.lora is not None:
         config.lora.rank = LORA_RANK
