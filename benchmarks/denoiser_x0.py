@@ -29,20 +29,19 @@ from comfyui_drag.shapes.train import VAL_SEED, psnr, to_tensor  # noqa: E402
 
 
 @torch.no_grad()
-def x0_psnr(model, cond, images: torch.Tensor, timesteps, seed: int = 0) -> dict:
-    """{t: PSNR (dB) of the one-step x0, decoded, against the codec's reconstruction}."""
+def denoiser_psnr(model, cond, images: torch.Tensor, timesteps, seed: int = 0) -> tuple[float, dict]:
+    """(PSNR of the codec's reconstruction against the images, {t: PSNR of the one-step x0, decoded,
+    against that reconstruction}), in dB."""
     z0 = model.codec.encode(images)
     reference = model.codec.decode(z0)
-    alphas = model.schedule.alphas_cumprod.float()
     g = torch.Generator().manual_seed(seed)
     context = cond.batch(len(images)).context
     out = {}
     for t in timesteps:
-        noise = torch.randn(z0.shape, generator=g)
-        zt = alphas[t].sqrt() * z0 + (1 - alphas[t]).sqrt() * noise
+        zt, _ = model.schedule.training_target(z0, torch.randn(z0.shape, generator=g), torch.full((len(z0),), t))
         _, x0 = model.schedule.eps_and_x0(model.unet(zt, t, encoder_hidden_states=context).sample, t, zt)
         out[t] = psnr(model.codec.decode(x0), reference)
-    return out
+    return psnr(reference, images), out
 
 
 def main(argv=None):
@@ -61,11 +60,10 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     model = world.engine_model(a.weights)
     images = to_tensor(scene_images(range(VAL_SEED, VAL_SEED + a.scenes)))
-    codec_db = psnr(model.codec.decode(model.codec.encode(images)), images)
+    codec_db, scores = denoiser_psnr(model, world.conditioning(), images, timesteps)
     print(f"latent scale {model.codec.scaling_factor:.4f}; VAE reconstruction {codec_db:.1f} dB against the scenes")
     print("| t | " + " | ".join(map(str, timesteps)) + " |")
     print("|---|" + "---|" * len(timesteps))
-    scores = x0_psnr(model, world.conditioning(), images, timesteps)
     print("| x0 PSNR (dB) | " + " | ".join(f"{v:.1f}" if math.isfinite(v) else "inf" for v in scores.values()) + " |")
 
 

@@ -38,8 +38,8 @@ def test_the_shipped_vae_scales_latents_to_what_the_unet_was_trained_on():
     from comfyui_drag.drag_ops.model import DiffusersVAECodec
     from comfyui_drag.shapes.model import load_shapes_model
     from comfyui_drag.shapes.scenes import scene_images
+    from comfyui_drag.shapes.train import to_tensor
 
     _, vae = load_shapes_model("cpu")
     assert vae.config.scaling_factor == pytest.approx(json.loads((WEIGHTS / "vae.json").read_text())["scaling_factor"])
-    images = torch.from_numpy(scene_images(range(32))).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    assert 0.8 < DiffusersVAECodec(vae).encode(images).std().item() < 1.25
+    assert 0.8 < DiffusersVAECodec(vae).encode(to_tensor(scene_images(range(32)))).std().item() < 1.25
