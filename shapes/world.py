@@ -112,7 +112,7 @@ LORA_STEPS = 40
 LORA_LEARNING_RATE = 3e-3
 INVERSION_STRENGTH = 0.3
 MIN_LEARNING_RATE = 0.02
-GOODDRAG_TRACKING_RADIUS = 3  # r2: DragDiffusion's
+MAX_TRACKING_RADIUS = 3  # r2, feature pixels: DragDiffusion's
 FREEDRAG_TARGET_DISTANCE = 0.1
 
 
@@ -133,9 +133,10 @@ def adapt(config):
     - Latent learning rate at least 0.02: a 12-px move is 3 latent pixels of a 16x16 latent, and at
       the papers' 0.01 the handle covers about 1.5 px in DragDiffusion's 80 updates (0.85 / 92%);
       0.02: 0.71 / 67%, 0.03: 0.66 / 58% (more motion, more shapes changing kind).
-    - GoodDrag's tracking radius r2 = 12 is sized for SD's 256-px-wide feature maps; on these 32-px
-      ones its window spans 25 of 32 feature pixels and jumps to the look-alike shape (3 of 12 moves).
-      DragDiffusion's r2 = 3: 0.60 / 50% against 0.65 / 33% (r1 = 4 or 1 made no difference).
+    - Tracking radius r2 at most 3 (DragDiffusion's): GoodDrag's r2 = 12 is sized for SD's 256-px-wide
+      feature maps; on these 32-px ones its window spans 25 of 32 feature pixels and jumps to the
+      look-alike shape (3 of 12 moves). r2 = 3: 0.60 / 50% against 0.65 / 33% (r1 = 4 or 1 made no
+      difference).
     - FreeDrag's l (the template distance a drag aims at) is a feature distance, so its scale is the
       UNet's: at the paper's l = 1 every line-search candidate on this model's features is already
       within 0.5 l, so each handle hops to its target in 1-2 updates without optimising anything
@@ -147,8 +148,8 @@ def adapt(config):
     config.drag.features = FeatureSpec(blocks=FEATURE_BLOCKS, size=config.drag.features.size)
     if hasattr(config.supervision, "target_distance"):
         config.supervision.target_distance = FREEDRAG_TARGET_DISTANCE
-    if config.schedule.name == "alternating" and hasattr(config.tracker, "radius"):  # GoodDrag's AlDD
-        config.tracker.radius = GOODDRAG_TRACKING_RADIUS
+    if hasattr(config.tracker, "radius"):  # FreeDrag's and AdaptiveDrag's trackers size their own
+        config.tracker.radius = min(config.tracker.radius, MAX_TRACKING_RADIUS)
     if config.lora is not None:
         config.lora.rank = LORA_RANK
         config.lora.steps = LORA_STEPS
