@@ -252,3 +252,22 @@ def test_drag_alignment_benchmark_prints_cosines_for_each_update_count():
     assert len(values) == 5 and all(-1 <= v <= 1 for v in values)
     assert values[0] > 0  # a move also empties where the shape was: it shares that with the erase
     assert values[3] != values[1]  # the session went on optimising between the two counts
+
+
+def test_drag_oracle_carries_a_shape_to_its_target_given_the_ground_truth_features():
+    """benchmarks/drag_oracle.py (the frontier check behind the shapes world's drag settings): with
+    the ground-truth edit's features as the target, enough updates move the shape onto its target
+    and a handful leave it near where it was."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "benchmarks/drag_oracle.py", "--updates", "5,120", "--tasks", "1"],
+                         cwd=root, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = {int(m[1]): (float(m[2]), int(m[3])) for m in re.finditer(r"^\| (\d+) \| ([\d.]+) \| (\d+)% \|$",
+                                                                     run.stdout, re.M)}
+    assert set(rows) == {5, 120}, run.stdout
+    assert rows[120][0] < 0.2 and rows[120][0] < rows[5][0] - 0.5
+    assert rows[120][1] == 100
