@@ -22,12 +22,12 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import pack_loader  # noqa: E402
 
 pack_loader.load()
+from comfyui_drag.drag_ops.coords import Geometry  # noqa: E402
 from comfyui_drag.drag_ops.inversion import invert  # noqa: E402
 from comfyui_drag.drag_ops.lora import train_identity_lora  # noqa: E402
 from comfyui_drag.drag_ops.presets import preset  # noqa: E402
@@ -39,14 +39,15 @@ def prepare(model, cond, task, config):
     """What every budget shares: the identity LoRA, the inversion, and the ground truth's features."""
     size = (task.scene.size, task.scene.size)
     latent = model.codec.encode(world.to_engine_image(task.scene))
+    geometry = Geometry(size, tuple(latent.shape[-2:]), config.drag.features.resolve(size))
     lora = train_identity_lora(model, latent, cond, config.lora)
     with lora.applied(model.unet):
         trajectory = invert(model, latent, cond, config.inversion_strength)
         truth = invert(model, model.codec.encode(world.to_engine_image(task.edited)), cond, config.inversion_strength)
         with torch.no_grad():
             _, target = model.forward(truth.at(trajectory.steps), model.schedule.timestep(trajectory.steps), cond,
-                                      config.drag.features, config.drag.features.resolve(size))
-    mask = F.interpolate(torch.from_numpy(task.mask.astype(np.float32))[None, None], size=target.shape[-2:])
+                                      config.drag.features, geometry.feature_hw)
+    mask = geometry.mask_to_feature(torch.from_numpy(task.mask))
     return lora, trajectory, target, mask
 
 
