@@ -14,25 +14,25 @@ import time
 import pack_loader
 
 
-def demo(args) -> None:
+def demo(args) -> dict:
+    """The README's main command; returns the benchmark's measurement of the output."""
     import numpy as np
     import torch
     from PIL import Image
 
-    pack = pack_loader.load()
+    pack_loader.load()
     from comfyui_drag.drag_ops.presets import preset
     from comfyui_drag.drag_ops.pipeline import run_edit
-    from comfyui_drag.drag_ops.points import DragPoints
     from comfyui_drag.nodes.runtime import draw_points
-    from comfyui_drag.shapes import world
+    from comfyui_drag.shapes import benchmark, world
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     model, cond = world.engine_model(args.weights), world.conditioning()
-    scene = world.demo_scene(args.seed)
-    image = world.to_engine_image(scene)
-    handle, target = world.demo_drag(scene)
-    points = DragPoints((handle,), (target,))
+    task = benchmark.demo_task(args.seed)
+    image = world.to_engine_image(task.scene)
+    points = task.points()
+    mask = torch.from_numpy(task.mask.astype(np.float32))
     config = world.adapt(preset(args.preset))
 
     stamps = {}
@@ -44,15 +44,17 @@ def demo(args) -> None:
         last[0] = now
 
     t0 = time.perf_counter()
-    result = run_edit(model, image, points, cond, config, callback=progress)
+    result = run_edit(model, image, points, cond, config, mask, callback=progress)
     elapsed = time.perf_counter() - t0
 
     out = pack_loader.ROOT / args.out if not args.out.startswith("/") else __import__("pathlib").Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     zoom = 6
 
-    def save(x, name, handles=None, targets=None, path=None):
+    def save(x, name, handles=None, targets=None, path=None, shade=None):
         arr = ((x[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        if shade is not None:  # darken what the drag may not change, as the point picker shows a mask
+            arr = np.where(shade[..., None], arr, arr // 2).astype(np.uint8)
         img = Image.fromarray(arr).resize((arr.shape[1] * zoom, arr.shape[0] * zoom), Image.NEAREST)
         if handles is not None:
             img = draw_points(img, handles, targets, zoom)
@@ -61,16 +63,22 @@ def demo(args) -> None:
             ImageDraw.Draw(img).line([(x * zoom, y * zoom) for x, y in path], fill=(255, 220, 0), width=2)
         img.save(out / name)
 
-    # drawn at pixel centres: engine point x is the centre of pixel x, at (x + 0.5) * zoom when zoomed
-    h, t = world.to_scene_xy(handle), world.to_scene_xy(target)
-    save(image, "input.png", [h], [t])
+    # drawn in scene coordinates (pixel j's centre at j + 0.5), times the zoom
+    h, t = task.handles[0], task.targets[0]
+    save(image, "input.png", [h], [t], shade=task.mask)
     save(result.image, "output.png")
     save(result.image, "trajectory.png", [h], [t], [world.to_scene_xy(p[0]) for p in result.drag.history])
+    m = benchmark.measure(task, result.image)
     final = result.drag.handles[0]
-    print(f"preset {args.preset}: handle {handle} -> target {target}; tracked handle ended at "
-          f"({final[0]:.1f}, {final[1]:.1f}) after {result.drag.steps} drag steps")
+    print(f"preset {args.preset}: handle {points.handles[0]} -> target {points.targets[0]}; tracked handle "
+          f"ended at ({final[0]:.1f}, {final[1]:.1f}) after {result.drag.steps} drag steps")
+    print(f"measured in the output: the shape's handle is {m['md']:.1f} of {m['md0']:.1f} px from the target "
+          f"(MD / initial {m['md_ratio']:.2f}); identity kept: {'yes' if m['identity'] else 'no'} (looks like a "
+          f"{m['shape_kind'] or 'nothing'}, left behind: {'yes' if m['left_behind'] else 'no'}); "
+          f"PSNR outside the mask {m['psnr_outside']:.1f} dB")
     print("time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in stamps.items()) + f"; total {elapsed:.1f}s")
-    print(f"wrote {out / 'input.png'}, {out / 'output.png'}, {out / 'trajectory.png'}")
+    print(f"wrote {out / 'input.png'} (mask: the bright region), {out / 'output.png'}, {out / 'trajectory.png'}")
+    return m
 
 
 def parse_sets(items) -> dict:

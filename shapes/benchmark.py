@@ -157,6 +157,18 @@ def make_task(seed: int, variant: str, number: int = 0) -> Task:
     raise RuntimeError(f"could not make a {variant} task from seed {seed}, number {number}")
 
 
+def demo_task(seed: int = 0) -> Task:
+    """The README's demo as a task: world.demo_scene's largest shape moved by its centre, with the
+    mask a user would paint (the shape at its start and end, grown by MASK_MARGIN)."""
+    scene = world.demo_scene(seed)
+    index, d = world.demo_move(scene)
+    shape = scene.shapes[index]
+    h = shape.center
+    edited = scene.with_shape(index, shape.moved(*d))
+    return Task("demo", "move", scene, edited, index, (tuple(h),), ((h[0] + d[0], h[1] + d[1]),),
+                _mask(scene, edited, index))
+
+
 def make_tasks(n: int, seed: int = 0, variants=VARIANTS) -> list[Task]:
     """n tasks cycling through ``variants`` (6 of every 8 are moves), deterministic in (n, seed)."""
     return [make_task(seed, variants[i % len(variants)], i) for i in range(n)]

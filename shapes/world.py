@@ -92,12 +92,10 @@ def demo_scene(seed: int = 0) -> Scene:
     raise RuntimeError(f"no demo scene for seed {seed}")
 
 
-def demo_drag(scene: Scene) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(handle, target) in engine pixel coordinates: the largest shape's centre, moved DEMO_MOVE px."""
+def demo_move(scene: Scene) -> tuple[int, tuple[float, float]]:
+    """(index, (dx, dy)): the largest shape, moved DEMO_MOVE px toward the image centre where it fits."""
     index = _largest(scene)
-    d = next(clean_moves(scene, index, DEMO_MOVE))
-    c = scene.shapes[index].center
-    return to_engine_xy(c), to_engine_xy((c[0] + d[0], c[1] + d[1]))
+    return index, next(clean_moves(scene, index, DEMO_MOVE))
 
 
 def _largest(scene: Scene) -> int:
