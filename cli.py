@@ -14,8 +14,8 @@ import time
 import pack_loader
 
 
-def demo(args) -> dict:
-    """The README's main command; returns the benchmark's measurement of the output."""
+def demo(args) -> None:
+    """The README's main command: one drag edit, its images, and the benchmark's measurement of it."""
     import numpy as np
     import torch
     from PIL import Image
@@ -32,7 +32,7 @@ def demo(args) -> dict:
     task = benchmark.demo_task(args.seed)
     image = world.to_engine_image(task.scene)
     points = task.points()
-    mask = torch.from_numpy(task.mask.astype(np.float32))
+    mask = task.engine_mask()
     config = world.adapt(preset(args.preset))
 
     stamps = {}
@@ -52,7 +52,7 @@ def demo(args) -> dict:
     zoom = 6
 
     def save(x, name, handles=None, targets=None, path=None, shade=None):
-        arr = ((x[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        arr = world.to_uint8(x)
         if shade is not None:  # darken what the drag may not change, as the point picker shows a mask
             arr = np.where(shade[..., None], arr, arr // 2).astype(np.uint8)
         img = Image.fromarray(arr).resize((arr.shape[1] * zoom, arr.shape[0] * zoom), Image.NEAREST)
@@ -78,7 +78,6 @@ def demo(args) -> dict:
           f"PSNR outside the mask {m['psnr_outside']:.1f} dB")
     print("time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in stamps.items()) + f"; total {elapsed:.1f}s")
     print(f"wrote {out / 'input.png'} (mask: the bright region), {out / 'output.png'}, {out / 'trajectory.png'}")
-    return m
 
 
 def parse_sets(items) -> dict:

@@ -71,7 +71,7 @@ def alignment(model, cond, task: benchmark.Task, config, updates: list[int], cha
             latents[step] = preview["latent"].clone()
 
     size = task.scene.size
-    mask = torch.from_numpy(task.mask.astype(np.float32))
+    mask = task.engine_mask()
     result = drag_stage(model, trajectory, cond, task.points(), (size, size), mask,
                         replace(config, schedule=SingleTimestep(max(updates))), keep)
     cos = torch.nn.functional.cosine_similarity

@@ -53,6 +53,11 @@ class Task:
     def points(self) -> DragPoints:
         return DragPoints(tuple(map(world.to_engine_xy, self.handles)), tuple(map(world.to_engine_xy, self.targets)))
 
+    def engine_mask(self):
+        """The mask as the engine takes it: float [H, W], 1 = may change."""
+        import torch
+        return torch.from_numpy(self.mask.astype(np.float32))
+
     def describe(self) -> dict:
         s = self.scene.shapes[self.index]
         return {"name": self.name, "kind": self.kind, "shape": s.kind, "lookalike": self.lookalike is not None,
@@ -354,7 +359,7 @@ def run(model, cond, tasks: list[Task], configs: dict, log=print, images: dict |
     results = {}
     for task in tasks:
         image = world.to_engine_image(task.scene)
-        mask = __import__("torch").from_numpy(task.mask.astype(np.float32))
+        mask = task.engine_mask()
         for name, config in configs.items():
             t0 = time.perf_counter()
             result = run_edit(model, image, task.points(), cond, config, mask)
