@@ -271,3 +271,26 @@ def test_drag_oracle_carries_a_shape_to_its_target_given_the_ground_truth_featur
     assert set(rows) == {5, 120}, run.stdout
     assert rows[120][0] < 0.2 and rows[120][0] < rows[5][0] - 0.5
     assert rows[120][1] == 100
+
+
+def test_lora_fit_the_adapter_with_the_resnet_convs_fits_the_image_where_attention_alone_does_not():
+    """benchmarks/lora_fit.py (why the shapes world's identity LoRA needs the ResNet convs): on this
+    UNet, whose attention sits only at its coarsest levels, the attention-only adapter leaves the
+    image's denoising loss where it was, the one with the convs lowers it; both help the image
+    come back from strength 0.5."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "benchmarks/lora_fit.py", "--scenes", "1", "--steps", "100"],
+                         cwd=root, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = {m[1]: [float(v) for v in m.groups()[1:]] for m in re.finditer(
+        r"^\| ([a-z+]+) \| [\d,]+ \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) dB \| ([\d.]+) dB \|", run.stdout, re.M)}
+    assert set(rows) == {"attention", "attention+resnets"}, run.stdout
+    a_before, a_after, a_plain, a_with = rows["attention"]
+    c_before, c_after, c_plain, c_with = rows["attention+resnets"]
+    assert c_after < 0.9 * c_before and c_after < a_after
+    assert a_after > 0.95 * a_before
+    assert a_with > a_plain + 1 and c_with > c_plain + 1
