@@ -72,17 +72,18 @@ def main(argv=None):
         ap.error("--scenes and --steps must be at least 1 and --strength in (0, 1]")
     torch.set_num_threads(a.threads)
     model, cond = world.engine_model(a.weights), world.conditioning()
-    images = to_tensor(scene_images(range(VAL_SEED, VAL_SEED + a.scenes)))
+    images = to_tensor(scene_images(range(VAL_SEED, VAL_SEED + a.scenes))).split(1)
+    # the base model's numbers do not depend on the targets: once per scene
+    scenes = []
+    for image in images:
+        z0 = model.codec.encode(image)
+        scenes.append((image, z0, fixed_loss(model, cond, z0), psnr(regenerate(model, cond, z0, a.strength), image)))
     print(f"LoRA rank {a.rank}, {a.steps} steps at {a.lr:g}; regeneration from strength {a.strength:g}")
     print("| targets | LoRA parameters | loss before | loss after | regeneration without | with | s / fit |")
     print("|---|---|---|---|---|---|---|")
     for name, targets in TARGETS.items():
         rows = []
-        for i in range(a.scenes):
-            image = images[i:i + 1]
-            z0 = model.codec.encode(image)
-            before = fixed_loss(model, cond, z0)
-            plain = psnr(regenerate(model, cond, z0, a.strength), image)
+        for image, z0, before, plain in scenes:
             t0 = time.perf_counter()
             lora = train_identity_lora(model, z0, cond, LoraSettings(rank=a.rank, learning_rate=a.lr,
                                                                      steps=a.steps, targets=targets))
