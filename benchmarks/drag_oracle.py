@@ -9,7 +9,7 @@ it is sampled under reference control and measured like a drag (MD / initial, id
 This is no drag method (it needs the answer); it separates the two reasons a drag can fall short.
 If the oracle moves shapes cleanly, the model and the optimisation can do it and what is missing is
 in the drag's supervision or its budget; if the oracle leaves blobs too, the model is the limit.
-About 10 s per task and 40 s per 100 updates on one thread.
+With `--updates 5,120` a task takes about 50 s (most of it the identity LoRA of world.adapt).
 
     python benchmarks/drag_oracle.py [--updates 80,200] [--tasks 16]
 """

@@ -11,7 +11,7 @@ validation scenes (never trained on) and reports:
   against the input, without and with the LoRA: what the adapter holds of the image once the
   noise has destroyed the detail a drag disturbs.
 
-    python benchmarks/lora_fit.py [--scenes 4] [--steps 80] [--strength 0.5]
+    python benchmarks/lora_fit.py [--scenes 4] [--steps 200] [--strength 0.5]
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from comfyui_drag.shapes import world  # noqa: E402
 from comfyui_drag.shapes.scenes import scene_images  # noqa: E402
 from comfyui_drag.shapes.train import VAL_SEED, psnr, to_tensor  # noqa: E402
 
-TARGETS = {"attention": DEFAULT_TARGETS, "attention+resnets": DEFAULT_TARGETS + ("conv1", "conv2")}
+# the second set is what world.adapt fits
+TARGETS = {"attention": DEFAULT_TARGETS, "attention+resnets": DEFAULT_TARGETS + world.LORA_EXTRA_TARGETS}
 
 
 @torch.no_grad()
@@ -62,9 +63,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
     ap.add_argument("--scenes", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=80, help="LoRA steps (DragDiffusion's 80)")
-    ap.add_argument("--rank", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--steps", type=int, default=world.LORA_STEPS, help="LoRA steps (default: world.adapt's)")
+    ap.add_argument("--rank", type=int, default=world.LORA_RANK)
+    ap.add_argument("--lr", type=float, default=world.LORA_LEARNING_RATE)
     ap.add_argument("--strength", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
