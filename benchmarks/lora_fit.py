@@ -11,7 +11,7 @@ validation scenes (never trained on) and reports:
   against the input, without and with the LoRA: what the adapter holds of the image once the
   noise has destroyed the detail a drag disturbs.
 
-    python benchmarks/lora_fit.py [--scenes 4] [--steps 200] [--strength 0.5]
+    python benchmarks/lora_fit.py [--scenes 4] [--steps 300] [--strength 0.5]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from comfyui_drag.shapes import world  # noqa: E402
 from comfyui_drag.shapes.scenes import scene_images  # noqa: E402
 from comfyui_drag.shapes.train import VAL_SEED, psnr, to_tensor  # noqa: E402
 
-# the second set is what world.adapt fits
+# the second set is DragDiffusion's targets as world.adapt extends them
 TARGETS = {"attention": DEFAULT_TARGETS, "attention+resnets": DEFAULT_TARGETS + world.LORA_EXTRA_TARGETS}
 
 

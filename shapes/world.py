@@ -171,6 +171,7 @@ def adapt(config):
     if config.lora is not None:
         config.lora.rank = LORA_RANK
         config.lora.steps = LORA_STEPS
-        config.lora.targets = tuple(config.lora.targets) + LORA_EXTRA_TARGETS
+        # dict.fromkeys: each target once, so adapting an adapted config changes nothing
+        config.lora.targets = tuple(dict.fromkeys((*config.lora.targets, *LORA_EXTRA_TARGETS)))
         config.lora.learning_rate = LORA_LEARNING_RATE
     return config
