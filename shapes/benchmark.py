@@ -297,6 +297,23 @@ def locate(scene: Scene, expected: Scene, image) -> dict:
             "foreign": [b for b in blobs if b.sum() <= 2 * biggest]}
 
 
+CLEAN_OUTLINE_IOU = 0.9  # rendered scenes: 0.95 on average; a rounded square fits a circle at 0.85-0.9
+
+
+def outline_quality(images, min_area: int = 20, min_saturation: float = 0.55) -> dict:
+    """How clean a model's shapes are, without knowing its scenes (for samples from noise): the
+    saturated regions of each image (shapes are HSV saturation >= 0.75, backgrounds <= 0.35), how
+    well each fits its best outline (mean IoU), and the share that fit at CLEAN_OUTLINE_IOU."""
+    fits = []
+    for image in images:
+        rgb = metrics.as_float01(image)
+        saturation = 1 - rgb.min(-1) / np.maximum(rgb.max(-1), 1e-6)
+        fits += [shape_kind(region)[1] for region in _regions(saturation >= min_saturation, min_area)]
+    fits = np.asarray(fits) if fits else np.zeros(1)
+    return {"images": len(images), "shapes": len(fits), "mean_iou": round(float(fits.mean()), 3),
+            "clean": round(float((fits >= CLEAN_OUTLINE_IOU).mean()), 3)}
+
+
 # -- measuring one edit -----------------------------------------------------------------------------------
 
 def measure(task: Task, output, source=None) -> dict:

@@ -2,6 +2,7 @@
 and codec: a sanity check that the trained weights work the way the drag engine uses them.
 
     python -m shapes.sample --out out/shapes_samples.png   (from the repository root)
+    python -m shapes.sample -n 64 --score                  (+ how many sampled shapes are clean)
 """
 
 from __future__ import annotations
@@ -52,11 +53,23 @@ def main():
     ap.add_argument("-n", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--score", action="store_true",
+                    help="print the share of sampled shapes whose outline is a clean circle, square or triangle")
+    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     unet, vae = load_shapes_model(**({"folder": a.weights} if a.weights else {}))
-    grid(ddim_sample(unet, vae, a.n, a.seed, a.steps)).save(a.out)
+    images = ddim_sample(unet, vae, a.n, a.seed, a.steps)
+    grid(images).save(a.out)
     print(a.out)
+    if a.score:
+        try:
+            from .benchmark import outline_quality
+        except ImportError:  # run as `python -m shapes.sample`: the benchmark needs the pack as a package
+            import pack_loader
+            pack_loader.load()
+            from comfyui_drag.shapes.benchmark import outline_quality
+        print(outline_quality(images))
 
 
 if __name__ == "__main__":

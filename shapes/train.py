@@ -146,11 +146,13 @@ def vae_psnr(vae: AutoencoderKL, val: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def encode_latents(vae: AutoencoderKL, pool: torch.Tensor, augment: int) -> torch.Tensor:
+def encode_latents(vae: AutoencoderKL, pool: torch.Tensor, augment: int, fit_scale: bool = True) -> torch.Tensor:
     """Posterior means of the pool under ``augment`` of the 8 symmetries, scaled to unit std
-    (the scale is written into the VAE's config, as SD's 0.18215 is)."""
+    (the scale is written into the VAE's config, as SD's 0.18215 is). fit_scale=False keeps the
+    VAE's scale: a UNet being continued was trained on latents of that scale."""
     lat = torch.cat([vae.encode(dihedral(x, k)).latent_dist.mean for k in range(augment) for x in pool.split(256)])
-    vae.register_to_config(scaling_factor=float(1.0 / lat.std()))
+    if fit_scale:
+        vae.register_to_config(scaling_factor=float(1.0 / lat.std()))
     log(f"latents {tuple(lat.shape)} mean {lat.mean():.3f} std {lat.std():.3f} "
         f"-> scaling_factor {vae.config.scaling_factor:.4f}")
     return lat * vae.config.scaling_factor
@@ -271,16 +273,20 @@ def main(argv=None):
         return
     if a.skip_vae:
         vae = load_module(AutoencoderKL, out, "vae")
-        vae_stats = json.loads((out / "training.json").read_text())["vae"]
+        vae_stats = dict(reused=str(out), psnr_db=round(vae_psnr(vae, val), 2))
     else:
         vae, vae_stats = train_vae(pool, val, a, a.vae_minutes * 60)
-    lat = encode_latents(vae, pool, a.augment)
-    save_module(vae, out, "vae")  # saved after encoding: the config now holds the scaling factor
+    lat = encode_latents(vae, pool, a.augment, fit_scale=not a.skip_vae)
+    if not a.skip_vae:
+        save_module(vae, out, "vae")  # saved after encoding: the config now holds the scaling factor
     vae_stats["psnr_db_fp16"] = round(vae_psnr(vae.half().float(), val), 2)
     vae_stats["scaling_factor"] = round(vae.config.scaling_factor, 4)
     record = dict(args={k: v for k, v in vars(a).items() if k != "stop_by"}, vae=vae_stats)
+    previous = Path(a.init_from or "") / "training.json"
+    if a.init_from and previous.exists():  # the record of the run this one continues
+        record["continued_from"] = json.loads(previous.read_text())
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    log(f"vae saved: {vae_stats}")
+    log(f"vae: {vae_stats}")
     seconds = a.unet_minutes * 60
     if a.stop_by is not None:
         seconds = min(seconds, a.stop_by - time.time() - 120)

@@ -132,6 +132,8 @@ def adapt(config):
       strength 0.5 at 30.1 dB against 28.1). 40 steps fitted nothing either way (0.084-0.087).
       DragDiffusion at strength 0.5 on tuning seeds 0 / 2: 200 steps 0.55 / 75%, 0.63 / 83%; 300 steps
       0.55 / 92%, 0.67 / 83%; 400 steps 0.63 / 92%, 0.71 / 100%: a tighter fit keeps more and moves less.
+      (These and the figures below were measured before the UNet's run 4; with it, 300 steps give
+      0.57 / 100% and 0.69 / 100%.)
     - Inversion strength at most 0.5, the papers' 0.7 capped. With the attention-only LoRA the cap was
       0.3: at 0.5 and 0.7 the dragged shape changed kind or vanished more often (DragDiffusion: 58%
       and 50% kept). With a LoRA that fits, 0.5 moves further and keeps more than 0.3 did (200 steps:

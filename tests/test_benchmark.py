@@ -125,6 +125,23 @@ def test_a_changed_lost_or_extra_shape_is_not_identity(tasks):
     assert m["added"] and not m["identity"]
 
 
+def test_sample_quality_tells_crisp_shapes_from_rounded_blobs():
+    """outline_quality scores a model's samples without knowing their scenes: rendered squares fit
+    their outline, the same squares blurred into rounded blobs (what an undertrained model draws) do not."""
+    from scipy import ndimage
+
+    scenes = [Scene(64, ((0.45, 0.45, 0.5), (0.5, 0.45, 0.45)), 0.3,
+                    (Shape("square", (1.0, 0.2, 0.1), (18.0 + k, 20.0), 8.0, 0.2 * k, 1.0),
+                     Shape("triangle", (0.1, 0.3, 1.0), (44.0, 44.0 - k), 10.0, 0.4 * k, 1.0))) for k in range(4)]
+    crisp = np.stack([render(s) for s in scenes])
+    blobs = np.stack([ndimage.gaussian_filter(im.astype(float), (2.5, 2.5, 0)).round().astype(np.uint8)
+                      for im in crisp])
+    good, bad = benchmark.outline_quality(crisp), benchmark.outline_quality(blobs)
+    assert good["shapes"] == bad["shapes"] == 8  # two shapes per image, the background never counted
+    assert good["clean"] >= 0.75 and good["mean_iou"] > 0.93  # a fit's 10-degree rotation steps cost a little
+    assert bad["clean"] <= good["clean"] - 0.25 and bad["mean_iou"] < good["mean_iou"] - 0.05
+
+
 def test_dai_of_identical_patches_is_zero_and_grows_with_error():
     rng = np.random.default_rng(0)
     img = rng.uniform(size=(32, 32, 3))

@@ -43,3 +43,31 @@ def test_the_shipped_vae_scales_latents_to_what_the_unet_was_trained_on():
     _, vae = load_shapes_model("cpu")
     assert vae.config.scaling_factor == pytest.approx(json.loads((WEIGHTS / "vae.json").read_text())["scaling_factor"])
     assert 0.8 < DiffusersVAECodec(vae).encode(to_tensor(scene_images(range(32)))).std().item() < 1.25
+
+
+def test_continuing_the_unet_keeps_the_vae_and_its_scale_and_records_the_earlier_run(tmp_path):
+    """`--init-from DIR --skip-vae` (how the UNet is trained further): the VAE file and its latent
+    scale stay as they were (the UNet was trained on latents of that scale, whatever a new scene
+    pool's std is), the UNet moves on, and training.json keeps the record it continues."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from comfyui_drag.shapes.train import main
+
+    weights = tmp_path / "weights"
+    shutil.copytree(WEIGHTS, weights)
+    vae_bytes = (weights / "vae.safetensors").read_bytes()
+    before = load_file(weights / "unet.safetensors")
+    main(["--out", str(weights), "--init-from", str(weights), "--skip-vae", "--samples-dir", str(tmp_path),
+          "--threads", "1", "--scenes", "8", "--augment", "1", "--unet-steps", "1", "--unet-batch", "2",
+          "--warmup", "1"])
+    assert (weights / "vae.safetensors").read_bytes() == vae_bytes
+    record = json.loads((weights / "training.json").read_text())
+    shipped = json.loads((WEIGHTS / "training.json").read_text())
+    assert record["continued_from"] == shipped and record["unet"]["steps"] == 1
+    assert record["vae"]["scaling_factor"] == pytest.approx(shipped_scale := json.loads(
+        (WEIGHTS / "vae.json").read_text())["scaling_factor"], abs=1e-4)
+    assert json.loads((weights / "vae.json").read_text())["scaling_factor"] == shipped_scale
+    after = load_file(weights / "unet.safetensors")
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
