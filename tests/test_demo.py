@@ -20,5 +20,5 @@ def test_the_demo_writes_its_images_and_moves_the_shape_toward_the_target(tmp_pa
     m = re.search(r"MD / initial ([\d.]+)\).*PSNR outside the mask ([\d.]+) dB", run.stdout)
     assert m, run.stdout
     ratio, outside = float(m[1]), float(m[2])
-    assert ratio < 0.85  # the shape's handle point travelled at least 15% of the way (measured: 0.43)
-    assert outside > 25.0  # the rest of the scene kept (measured: 28.6 dB)
+    assert ratio < 0.85  # the shape's handle point travelled at least 15% of the way (measured: 0.52)
+    assert outside > 25.0  # the rest of the scene kept (measured: 30.4 dB)
