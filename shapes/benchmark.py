@@ -309,7 +309,9 @@ def outline_quality(images, min_area: int = 20, min_saturation: float = 0.55) ->
         rgb = metrics.as_float01(image)
         saturation = 1 - rgb.min(-1) / np.maximum(rgb.max(-1), 1e-6)
         fits += [shape_kind(region)[1] for region in _regions(saturation >= min_saturation, min_area)]
-    fits = np.asarray(fits) if fits else np.zeros(1)
+    if not fits:
+        return {"images": len(images), "shapes": 0, "mean_iou": 0.0, "clean": 0.0}
+    fits = np.asarray(fits)
     return {"images": len(images), "shapes": len(fits), "mean_iou": round(float(fits.mean()), 3),
             "clean": round(float((fits >= CLEAN_OUTLINE_IOU).mean()), 3)}
 

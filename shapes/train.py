@@ -273,7 +273,7 @@ def main(argv=None):
         return
     if a.skip_vae:
         vae = load_module(AutoencoderKL, out, "vae")
-        vae_stats = dict(reused=str(out), psnr_db=round(vae_psnr(vae, val), 2))
+        vae_stats = dict(reused=str(out))  # its PSNR is psnr_db_fp16 below: the file holds fp16 weights
     else:
         vae, vae_stats = train_vae(pool, val, a, a.vae_minutes * 60)
     lat = encode_latents(vae, pool, a.augment, fit_scale=not a.skip_vae)
@@ -282,9 +282,8 @@ def main(argv=None):
     vae_stats["psnr_db_fp16"] = round(vae_psnr(vae.half().float(), val), 2)
     vae_stats["scaling_factor"] = round(vae.config.scaling_factor, 4)
     record = dict(args={k: v for k, v in vars(a).items() if k != "stop_by"}, vae=vae_stats)
-    previous = Path(a.init_from or "") / "training.json"
-    if a.init_from and previous.exists():  # the record of the run this one continues
-        record["continued_from"] = json.loads(previous.read_text())
+    if a.init_from and (Path(a.init_from) / "training.json").exists():  # the run this one continues
+        record["continued_from"] = json.loads((Path(a.init_from) / "training.json").read_text())
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     log(f"vae: {vae_stats}")
     seconds = a.unet_minutes * 60

@@ -65,9 +65,9 @@ def test_continuing_the_unet_keeps_the_vae_and_its_scale_and_records_the_earlier
     assert (weights / "vae.safetensors").read_bytes() == vae_bytes
     record = json.loads((weights / "training.json").read_text())
     shipped = json.loads((WEIGHTS / "training.json").read_text())
+    shipped_scale = json.loads((WEIGHTS / "vae.json").read_text())["scaling_factor"]
     assert record["continued_from"] == shipped and record["unet"]["steps"] == 1
-    assert record["vae"]["scaling_factor"] == pytest.approx(shipped_scale := json.loads(
-        (WEIGHTS / "vae.json").read_text())["scaling_factor"], abs=1e-4)
+    assert record["vae"]["scaling_factor"] == pytest.approx(shipped_scale, abs=1e-4)
     assert json.loads((weights / "vae.json").read_text())["scaling_factor"] == shipped_scale
     after = load_file(weights / "unet.safetensors")
     assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
