@@ -16,6 +16,20 @@ pack_loader.load()
 torch.set_num_threads(1)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--no-skips", action="store_true",
+                     help="fail every test that would be skipped (CI: ComfyUI, Chromium and node are all there)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.config.getoption("--no-skips"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome, report.longrepr = "failed", f"skipped under --no-skips: {reason}"
+
+
 @pytest.fixture(scope="module")
 def model():
     """A tiny random-weight DiffusionModel (tests/tiny_models.py), one per test module."""

@@ -1,110 +1,37 @@
-"""The point picker widget in a real ComfyUI + headless Chromium.
+"""The point picker widget in a real ComfyUI + headless Chromium, once per frontend (conftest.py).
 
-Needs COMFYUI_PATH (a ComfyUI checkout), Chromium (/usr/bin/chromium or $CHROMIUM), node and
-`npm install` done at the repository root (playwright-core). The server runs with a temporary
---base-directory, so the checkout's own custom_nodes, input and user folders are left untouched.
-Screenshots go to out/ (point_picker.png, point_picker_node.png, point_picker_reloaded.png).
+Screenshots go to out/browser/<frontend>/ (point_picker.png, point_picker_node.png,
+point_picker_reloaded.png).
 """
-
-import json
-import os
-import pathlib
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from PIL import Image, ImageDraw
 
 from comfyui_drag.nodes.point_picker import decode_mask
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-COMFYUI = os.environ.get("COMFYUI_PATH")
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+from comfy_server import ROOT, run_driver, start
+
 IMAGE = "drag_picker_test.png"
 W, H = 320, 180  # non-square on purpose: the widget letterboxes it
 
 
-def _why_skip():
-    if not COMFYUI or not (pathlib.Path(COMFYUI) / "main.py").is_file():
-        return "COMFYUI_PATH does not point at a ComfyUI checkout (set it to run the browser test)"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
-    if not shutil.which("node"):
-        return "node is not installed"
-    if not (ROOT / "node_modules" / "playwright-core").is_dir():
-        return "playwright-core missing: run `npm install` at the repository root"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_why_skip() is not None, reason=_why_skip() or "")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, frontend):
     base = tmp_path_factory.mktemp("comfy_base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / "comfyui_drag").symlink_to(ROOT, target_is_directory=True)
     (base / "input").mkdir()
     img = Image.new("RGB", (W, H), (40, 60, 90))
     draw = ImageDraw.Draw(img)
     draw.ellipse((60, 40, 140, 120), fill=(230, 180, 40))
     draw.rectangle((200, 90, 280, 160), fill=(200, 60, 60))
     img.save(base / "input" / IMAGE)
-    (base / "user" / "default").mkdir(parents=True)
-    # Skip the first-run template dialog, which would cover the canvas.
-    (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
-
-    port = _free_port()
-    log = open(base / "server.log", "w")
-    proc = subprocess.Popen(
-        [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
-         "--port", str(port), "--base-directory", str(base), "--disable-auto-launch"],
-        cwd=COMFYUI, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited ({proc.returncode}):\n{(base / 'server.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/object_info/DragPointPicker", timeout=5) as r:
-                    if "DragPointPicker" in json.load(r):
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"ComfyUI did not serve the node in time:\n{(base / 'server.log').read_text()[-3000:]}")
-            time.sleep(1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    yield from start(base, frontend)
 
 
 @pytest.fixture(scope="module")
 def run(server):
-    out = ROOT / "out"
-    out.mkdir(exist_ok=True)
-    p = subprocess.run(["node", str(ROOT / "tests" / "browser" / "picker_driver.mjs"), server, IMAGE, str(out)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "CHROMIUM": CHROMIUM})
-    assert p.returncode == 0, p.stderr[-3000:]
-    result = json.loads(p.stdout)
-    assert not result.get("error"), result["error"]
-    return result
+    out = ROOT / "out" / "browser" / server.frontend
+    out.mkdir(parents=True, exist_ok=True)
+    return run_driver("picker_driver.mjs", server.url, IMAGE, str(out))
 
 
 def pairs(*flat):
