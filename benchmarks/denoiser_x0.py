@@ -39,7 +39,7 @@ def denoiser_psnr(model, cond, images: torch.Tensor, timesteps, seed: int = 0) -
     out = {}
     for t in timesteps:
         zt, _ = model.schedule.training_target(z0, torch.randn(z0.shape, generator=g), torch.full((len(z0),), t))
-        _, x0 = model.schedule.eps_and_x0(model.unet(zt, t, encoder_hidden_states=context).sample, t, zt)
+        _, x0 = model.schedule.eps_and_x0(model.network.unet(zt, t, encoder_hidden_states=context).sample, t, zt)
         out[t] = psnr(model.codec.decode(x0), reference)
     return psnr(reference, images), out
 

@@ -41,7 +41,7 @@ def prepare(model, cond, task, config):
     latent = model.codec.encode(world.to_engine_image(task.scene))
     geometry = Geometry(size, tuple(latent.shape[-2:]), config.drag.features.resolve(size))
     lora = train_identity_lora(model, latent, cond, config.lora)
-    with lora.applied(model.unet):
+    with lora.applied(model.network):
         trajectory = invert(model, latent, cond, config.inversion_strength)
         truth = invert(model, model.codec.encode(world.to_engine_image(task.edited)), cond, config.inversion_strength)
         with torch.no_grad():
@@ -56,7 +56,7 @@ def oracle_edit(model, cond, config, prepared, updates: int) -> torch.Tensor:
     lora, trajectory, target, mask = prepared
     k = trajectory.steps
     t = model.schedule.timestep(k)
-    with lora.applied(model.unet):
+    with lora.applied(model.network):
         z = torch.nn.Parameter(trajectory.at(k).clone())
         opt = torch.optim.Adam([z], lr=config.drag.learning_rate)
         with torch.inference_mode(False), torch.enable_grad():

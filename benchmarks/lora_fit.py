@@ -89,7 +89,7 @@ def main(argv=None):
             lora = train_identity_lora(model, z0, cond, LoraSettings(rank=a.rank, learning_rate=a.lr,
                                                                      steps=a.steps, targets=targets))
             seconds = time.perf_counter() - t0
-            with lora.applied(model.unet):
+            with lora.applied(model.network):
                 rows.append((before, fixed_loss(model, cond, z0), plain,
                              psnr(regenerate(model, cond, z0, a.strength), image), seconds))
         size = sum(v.numel() for v in lora.state.values())

@@ -33,6 +33,7 @@ from comfyui_drag.drag_ops import pipeline, presets  # noqa: E402
 from comfyui_drag.drag_ops.inversion import invert  # noqa: E402
 from comfyui_drag.drag_ops.lora import LoraSettings, train_identity_lora  # noqa: E402
 from comfyui_drag.drag_ops.model import Conditioning, DiffusionModel  # noqa: E402
+from comfyui_drag.drag_ops.network import DiffusersUNet, Stage  # noqa: E402
 from comfyui_drag.drag_ops.points import DragPoints  # noqa: E402
 from comfyui_drag.drag_ops.reference import sample  # noqa: E402
 from comfyui_drag.drag_ops.schedule import DDIMSchedule  # noqa: E402
@@ -58,7 +59,7 @@ def sd15_model(size: int, weights=None) -> tuple[DiffusionModel, Conditioning, t
     unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8,
                                 block_out_channels=(320, 640, 1280, 1280)).eval().requires_grad_(False)
     # 10 DDIM steps: inversion depth does not change the cost of one step, only how many there are
-    model = DiffusionModel(unet, _IdentityCodec(4), DDIMSchedule.stable_diffusion(10))
+    model = DiffusionModel(DiffusersUNet(unet), _IdentityCodec(4), DDIMSchedule.stable_diffusion(10))
     cond = Conditioning(torch.randn(1, 77, 768))
     latent = torch.randn(1, 4, size // 8, size // 8) * 0.8
     return model, cond, latent, {}
@@ -205,11 +206,13 @@ def bare_costs(model, cond, latent, batch: int, repeat: int, peaks: bool = True,
         out, _ = model.forward(x, t, cond)
         out.float().square().mean().backward()
 
-    with torch.inference_mode(False), torch.enable_grad(), model.backprop_memory():
-        times = timed(fwd, repeat, warmup), timed(fwd_bwd, repeat, warmup)
-        if not peaks:
-            return (*times, float("nan"), float("nan"))
-        return (*times, peak_of(fwd, model.device), peak_of(fwd_bwd, model.device))
+    def measure():
+        with torch.inference_mode(False), torch.enable_grad():
+            times = timed(fwd, repeat, warmup), timed(fwd_bwd, repeat, warmup)
+            if not peaks:
+                return (*times, float("nan"), float("nan"))
+            return (*times, peak_of(fwd, model.device), peak_of(fwd_bwd, model.device))
+    return model.run(Stage("bare", batch=batch, grad=True), cond, latent.shape[-2:], measure)
 
 
 def full_edit(model, cond, latent, config, steps: int) -> None:
@@ -260,7 +263,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, cond, latent, extra = (sd15_model if args.model == "sd15" else shapes_model)(size, args.weights)
     adapt = extra.get("adapt", lambda c: c)
-    model.gradient_checkpointing = args.checkpointing
+    model.network.gradient_checkpointing = args.checkpointing
     print(f"model {args.model}, image {size}x{size}, latent {tuple(latent.shape[1:])}, threads {torch.get_num_threads()}, "
           f"gradient checkpointing {'on' if args.checkpointing else 'off'}")
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .errors import DragInputError
 from .model import Conditioning, DiffusionModel, FeatureSpec
+from .network import Stage
 from .points import DragPoints
 
 
@@ -70,13 +71,12 @@ class AutoMaskSettings:
 
 def feature_blocks(model: DiffusionModel, settings: AutoMaskSettings) -> tuple[int, ...]:
     if settings.blocks is None:
-        n = len(model.unet.up_blocks)
+        n = model.network.decoder_levels
         return tuple(sorted({max(n - 3, 0), max(n - 2, 0)}))
     model.check_features(FeatureSpec(blocks=tuple(settings.blocks)))
     return tuple(settings.blocks)
 
 
-@torch.no_grad()
 def feature_space(model: DiffusionModel, latent: torch.Tensor, cond: Conditioning,
                   settings: AutoMaskSettings) -> torch.Tensor:
     """Decoder features of a clean latent [1, C, h, w], PCA-reduced: [channels, h, w] (latent size).
@@ -86,6 +86,12 @@ def feature_space(model: DiffusionModel, latent: torch.Tensor, cond: Conditionin
     has unit standard deviation.
     """
     blocks = feature_blocks(model, settings)
+    stage = Stage("features", batch=max(1, int(settings.ensemble)))
+    return model.run(stage, cond, latent.shape[-2:], lambda: _feature_space(model, latent, cond, settings, blocks))
+
+
+@torch.no_grad()
+def _feature_space(model, latent, cond, settings, blocks) -> torch.Tensor:
     dev = model.device
     z0 = latent.to(dev, torch.float32)
     n = max(1, int(settings.ensemble))
@@ -96,7 +102,7 @@ def feature_space(model: DiffusionModel, latent: torch.Tensor, cond: Conditionin
     zt = a ** 0.5 * z0 + (1 - a) ** 0.5 * noise
     hw = tuple(z0.shape[-2:])
     _, f = model.forward(zt, t, cond, FeatureSpec(blocks=blocks), hw)
-    widths = [model.unet.up_blocks[b].resnets[-1].out_channels for b in blocks]
+    widths = [model.network.level_channels(b) for b in blocks]
     parts = [F.normalize(part.mean(0), dim=0) for part in f.split(widths, dim=1)]  # [C_b, h, w] each
     feats = torch.cat(parts).flatten(1).T.double()  # [P, C]
     feats = feats - feats.mean(0)

@@ -156,6 +156,7 @@ def load_checkpoint(path, device="cpu", num_steps: int = 50):
     diffusers configs are not cached here fails with a message asking for a diffusers folder."""
     from diffusers import StableDiffusionPipeline
     from .model import Conditioning, DiffusersVAECodec, DiffusionModel
+    from .network import DiffusersUNet
     from .schedule import DDIMSchedule
     path = Path(path)
     if not path.exists():
@@ -180,7 +181,7 @@ def load_checkpoint(path, device="cpu", num_steps: int = 50):
     schedule = DDIMSchedule(torch.as_tensor(pipe.scheduler.alphas_cumprod), num_steps,
                             sched.get("prediction_type", "epsilon"))
     unet = pipe.unet.eval().requires_grad_(False)
-    model = DiffusionModel(unet, DiffusersVAECodec(pipe.vae.eval().requires_grad_(False)), schedule)
+    model = DiffusionModel(DiffusersUNet(unet), DiffusersVAECodec(pipe.vae.eval().requires_grad_(False)), schedule)
 
     @torch.no_grad()
     def encode_prompt(text: str) -> Conditioning:

@@ -15,6 +15,7 @@ from .coords import Geometry
 from .errors import DragInputError
 from .inversion import Trajectory
 from .model import Conditioning, DiffusionModel, FeatureSpec
+from .network import Stage
 from .points import DragPoints
 from .progress import Callback, report
 from .schedules import SingleTimestep
@@ -191,7 +192,13 @@ def drag(model: DiffusionModel, trajectory: Trajectory, cond: Conditioning, poin
     model.check_features(settings.features)
     latent_hw = tuple(trajectory.latents.shape[-2:])
     geometry = Geometry(tuple(image_hw), latent_hw, settings.features.resolve(tuple(image_hw)))
-    with torch.inference_mode(False), torch.enable_grad(), model.backprop_memory():
+    return model.run(Stage("drag", grad=True), cond, latent_hw, lambda: _optimise(
+        model, trajectory, cond, geometry, points, mask, settings, tracker, supervision, schedule, callback, regions))
+
+
+def _optimise(model, trajectory, cond, geometry, points, mask, settings, tracker, supervision, schedule, callback,
+              regions) -> DragResult:
+    with torch.inference_mode(False), torch.enable_grad():
         # ComfyUI hands over inference tensors, which autograd may not save: work on copies
         trajectory, cond = Trajectory(trajectory.latents.clone()), cond.detached()
         mask = None if mask is None else mask.clone()

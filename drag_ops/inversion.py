@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .model import Conditioning, DiffusionModel
+from .network import Stage
 from .progress import Callback, report
 
 
@@ -28,10 +29,14 @@ class Trajectory:
         return self.at(self.steps)
 
 
-@torch.no_grad()
 def invert(model: DiffusionModel, latent: torch.Tensor, cond: Conditioning, strength: float = 0.7,
            callback: Callback | None = None) -> Trajectory:
     """Invert a clean latent [1, C, h, w] to step round(strength * num_steps)."""
+    return model.run(Stage("invert"), cond, latent.shape[-2:], lambda: _invert(model, latent, cond, strength, callback))
+
+
+@torch.no_grad()
+def _invert(model, latent, cond, strength, callback) -> Trajectory:
     schedule = model.schedule
     n = schedule.steps_for_strength(strength)
     z = latent.to(model.device, torch.float32)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .errors import DragInputError
 from .model import Conditioning, DiffusionModel
+from .network import Stage
 from .progress import Callback, report
 
 ADAPTER = "drag_identity"
@@ -41,7 +43,8 @@ class LoraSettings:
 
 @dataclass
 class LoraWeights:
-    """Trained adapter: peft state dict keyed by diffusers UNet module names (no adapter name)."""
+    """Trained adapter: {"<module>.lora_A.weight": down, "<module>.lora_B.weight": up}, module names
+    as the network that trained it names them."""
 
     state: dict[str, torch.Tensor]
     rank: int
@@ -49,42 +52,88 @@ class LoraWeights:
     targets: tuple[str, ...]
 
     @contextmanager
-    def applied(self, unet):
-        """Run with the adapter active; afterwards the UNet is exactly as before."""
-        from peft import set_peft_model_state_dict
-        with _adapter(unet, self.rank, self.alpha, self.targets):
-            with torch.inference_mode(False):
-                set_peft_model_state_dict(unet, self.state, adapter_name=ADAPTER)
-            yield unet
+    def applied(self, network):
+        """Run with the adapter active; afterwards the network is exactly as before."""
+        with _adapter(network, self.rank, self.alpha, self.targets) as layers:
+            with torch.inference_mode(False), torch.no_grad():
+                for module, layer in layers.items():
+                    layer.lora_A[ADAPTER].weight.copy_(self.state[f"{module}.lora_A.weight"])
+                    layer.lora_B[ADAPTER].weight.copy_(self.state[f"{module}.lora_B.weight"])
+            yield network
+
+    def modules(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{module: (down, up)}."""
+        parts: dict = {}
+        for key, value in self.state.items():
+            module, _, part = key.rpartition(".lora_")
+            if part not in ("A.weight", "B.weight"):
+                raise ValueError(f"not a plain LoRA weight: {key!r} (DoRA, biases and embeddings are not supported)")
+            parts.setdefault(module, {})[part[0]] = value
+        broken = sorted(m for m, p in parts.items() if set(p) != {"A", "B"})
+        if broken:
+            raise ValueError(f"LoRA modules without both A and B weights: {broken[:3]}")
+        return {m: (p["A"], p["B"]) for m, p in sorted(parts.items())}
+
+
+def kohya_state_dict(lora: LoraWeights, network, dtype: torch.dtype = torch.float16) -> dict:
+    """The adapter as a kohya-format state dict (``<key>.lora_down/lora_up.weight`` and ``.alpha``,
+    keys from network.lora_file_key): what ComfyUI's stock LoraLoader, A1111 and diffusers load."""
+    scale = float(lora.alpha) / float(lora.rank)
+    out = {}
+    for module, (down, up) in lora.modules().items():
+        name = network.lora_file_key(module)
+        with torch.inference_mode(False):
+            out[f"{name}.lora_down.weight"] = down.detach().to("cpu", dtype).contiguous()
+            out[f"{name}.lora_up.weight"] = up.detach().to("cpu", dtype).contiguous()
+            out[f"{name}.alpha"] = torch.tensor(scale * down.shape[0], dtype=torch.float32)
+    return out
+
+
+def _lora_layers(root: torch.nn.Module) -> dict:
+    from peft.tuners.lora import LoraLayer
+    return {name: m for name, m in root.named_modules() if isinstance(m, LoraLayer)}
 
 
 @contextmanager
-def _adapter(unet, rank: int, alpha: float, targets, seed: int = 0):
-    from peft import LoraConfig
-    if ADAPTER in (getattr(unet, "peft_config", None) or {}):
-        raise RuntimeError(f"the UNet already carries an adapter named {ADAPTER!r}")
-    flags = {n: p.requires_grad for n, p in unet.named_parameters()}
-    had_other = bool(getattr(unet, "peft_config", None))
+def _adapter(network, rank: int, alpha: float, targets, seed: int = 0):
+    """peft LoRA layers on the network's target modules while inside; yields {module name: layer}.
+    On exit every layer is replaced by the module it wrapped, so the network is as before."""
+    from peft import LoraConfig, inject_adapter_in_model
+    root = network.lora_root()
+    if _lora_layers(root):
+        raise RuntimeError("the network already carries LoRA layers")
+    # only the adapter learns; inference tensors (a host's weights) take no part in autograd anyway
+    flags = {n: p.requires_grad for n, p in root.named_parameters() if not p.is_inference()}
+    had_config = "peft_config" in vars(root)  # peft records its adapters on the module it injects into
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=network.lora_targets(targets),
+                        init_lora_weights=True)
     # adapter weights must be able to take part in autograd; peft draws their initial values from
     # the global generator: seed a private copy of it (same seed, same LoRA; the caller's RNG untouched)
     with torch.inference_mode(False), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
-                                    init_lora_weights=True), adapter_name=ADAPTER)
-        for n, p in unet.named_parameters():
+        try:
+            inject_adapter_in_model(config, root, adapter_name=ADAPTER)
+        except ValueError as e:  # no module matched
+            raise DragInputError(f"none of the LoRA targets {list(targets)} is a module of this model ({e})",
+                                 input="model") from None
+        layers = _lora_layers(root)
+        for n, p in root.named_parameters():
             mine = "lora_" in n and ADAPTER in n
             if mine and p.dtype in (torch.float16, torch.bfloat16):
                 p.data = p.data.float()  # train the adapter in fp32 (autocast runs the maths in fp16)
-            p.requires_grad_(mine)
+            if not p.is_inference():
+                p.requires_grad_(mine)
     try:
-        yield
+        yield layers
     finally:
-        if had_other:
-            unet.delete_adapters(ADAPTER)
-        else:
-            unet.unload_lora()  # removes the wrapper layers too, not just the weights
-        for n, p in unet.named_parameters():
-            p.requires_grad_(flags.get(n, p.requires_grad))
+        for name, layer in _lora_layers(root).items():
+            parent, _, child = name.rpartition(".")
+            setattr(root.get_submodule(parent) if parent else root, child, layer.get_base_layer())
+        if not had_config:
+            vars(root).pop("peft_config", None)
+        for n, p in root.named_parameters():
+            if n in flags:
+                p.requires_grad_(flags[n])
 
 
 def random_crops(latent: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -99,17 +148,21 @@ def random_crops(latent: torch.Tensor, n: int, generator: torch.Generator) -> to
 def train_identity_lora(model: DiffusionModel, latent: torch.Tensor, cond: Conditioning,
                         settings: LoraSettings = LoraSettings(), callback: Callback | None = None) -> LoraWeights:
     """Fine-tune a LoRA on one image's latent [1, C, h, w] with the plain denoising loss."""
-    from peft import get_peft_model_state_dict
-    unet, schedule = model.unet, model.schedule
+    stage = Stage("lora", batch=settings.batch_size, grad=True)
+    return model.run(stage, cond, latent.shape[-2:], lambda: _train(model, latent, cond, settings, callback))
+
+
+def _train(model, latent, cond, settings, callback) -> LoraWeights:
+    schedule = model.schedule
     alpha = float(settings.alpha if settings.alpha is not None else settings.rank)
     gen = torch.Generator().manual_seed(settings.seed)
     dev = model.device
     n_train = len(schedule.alphas_cumprod)
-    with torch.inference_mode(False), torch.enable_grad(), model.backprop_memory(), \
-            _adapter(unet, settings.rank, alpha, settings.targets, settings.seed):
+    with torch.inference_mode(False), torch.enable_grad(), \
+            _adapter(model.network, settings.rank, alpha, settings.targets, settings.seed) as layers:
         x0 = latent.detach().clone().float().cpu()
         ctx = cond.detached().batch(settings.batch_size)
-        params = [p for p in unet.parameters() if p.requires_grad]
+        params = [p for layer in layers.values() for p in layer.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=settings.learning_rate)
         for step in range(1, settings.steps + 1):
             crops = random_crops(x0, settings.batch_size, gen)
@@ -122,6 +175,8 @@ def train_identity_lora(model: DiffusionModel, latent: torch.Tensor, cond: Condi
             loss.backward()
             opt.step()
             report(callback, "lora", step, settings.steps, {"loss": loss.item()})
-        state = {k: v.detach().to("cpu", torch.float32).clone()
-                 for k, v in get_peft_model_state_dict(unet, adapter_name=ADAPTER).items()}
+        state = {}
+        for module, layer in layers.items():
+            state[f"{module}.lora_A.weight"] = layer.lora_A[ADAPTER].weight.detach().to("cpu", torch.float32).clone()
+            state[f"{module}.lora_B.weight"] = layer.lora_B[ADAPTER].weight.detach().to("cpu", torch.float32).clone()
     return LoraWeights(state, settings.rank, alpha, tuple(settings.targets))

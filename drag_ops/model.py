@@ -1,5 +1,5 @@
-"""Model access: the UNet forward that returns the noise prediction and decoder features,
-and the latent codec (VAE) interface.
+"""Model access: a DiffusionModel is a network (drag_ops/network.py), a latent codec (VAE) and a
+DDIM schedule; its forward returns the model output and decoder features.
 
 Everything model-specific is read from the models' configs (latent channels, VAE scale,
 block layout), so the same code runs a tiny test model and SD 1.5.
@@ -7,26 +7,18 @@ block layout), so the same code runs a tiny test model and SD 1.5.
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from .errors import DragInputError
+from .network import Network, Stage
 from .schedule import DDIMSchedule
 
-
-def autocast(device: torch.device, weight_dtype: torch.dtype = torch.float32):
-    """Mixed precision for a UNet with weights of `weight_dtype`: fp16 autocast on CUDA (as the papers
-    run; bf16 for bf16 weights), the weights' own half type on other devices, none for fp32 on the
-    CPU. Callers keep their latents and losses in fp32; only the network's maths runs in half."""
-    kind = torch.device(device).type
-    half = weight_dtype if weight_dtype in (torch.float16, torch.bfloat16) else None
-    if kind == "cuda":
-        return torch.autocast("cuda", dtype=half or torch.float16)
-    return torch.autocast(kind, dtype=half) if half else nullcontext()
+T = TypeVar("T")
 
 
 class LatentCodec(Protocol):
@@ -69,19 +61,22 @@ class DiffusersVAECodec:
 
 @dataclass
 class Conditioning:
-    """What the UNet is conditioned on: text context [1, L, D] plus extra kwargs (SDXL's)."""
+    """What the network is conditioned on: text context [1, L, D] plus extra kwargs (SDXL's).
+    native: the host's own form of the same prompt (ComfyUI's CONDITIONING), for a network that
+    builds its inputs the host's way; the engine never looks inside it."""
 
     context: torch.Tensor
     added: dict = field(default_factory=dict)
+    native: object | None = None
 
     def detached(self) -> "Conditioning":
         """A copy usable in autograd (ComfyUI's tensors are inference tensors)."""
-        return Conditioning(self.context.clone(), {k: v.clone() for k, v in self.added.items()})
+        return Conditioning(self.context.clone(), {k: v.clone() for k, v in self.added.items()}, self.native)
 
     def batch(self, n: int) -> "Conditioning":
         def rep(x):
             return x.expand(n, *x.shape[1:]) if x.shape[0] == 1 else x
-        return Conditioning(rep(self.context), {k: rep(v) for k, v in self.added.items()})
+        return Conditioning(rep(self.context), {k: rep(v) for k, v in self.added.items()}, self.native)
 
 
 @dataclass
@@ -105,44 +100,41 @@ class FeatureSpec:
 
 
 class DiffusionModel:
-    """A UNet (diffusers UNet2DConditionModel), its codec and its DDIM schedule."""
+    """A network (drag_ops/network.py), its latent codec and its DDIM schedule."""
 
-    def __init__(self, unet, codec: LatentCodec, schedule: DDIMSchedule, gradient_checkpointing: bool = False):
-        self.unet, self.codec, self.schedule = unet, codec, schedule
-        # recompute activations in backward: SD 1.5 at 512x512 then fits 8 GB, at ~30% more time
-        self.gradient_checkpointing = gradient_checkpointing
+    def __init__(self, network: Network, codec: LatentCodec, schedule: DDIMSchedule, lora=None):
+        self.network, self.codec, self.schedule = network, codec, schedule
+        self.lora = lora  # a LoraWeights active in every stage (the identity LoRA of run_edit)
 
-    @contextmanager
-    def backprop_memory(self):
-        """Wrap loops that backpropagate through the UNet (drag, LoRA)."""
-        if not self.gradient_checkpointing:
-            yield
-            return
-        self.unet.enable_gradient_checkpointing()
-        try:
-            yield
-        finally:
-            self.unet.disable_gradient_checkpointing()
+    def with_lora(self, lora) -> "DiffusionModel":
+        """The same model with an adapter (LoraWeights) active in every stage it runs."""
+        return DiffusionModel(self.network, self.codec, self.schedule, lora)
 
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        return self.network.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
+        return self.network.dtype
 
     @property
     def size_multiple(self) -> int:
-        """Image sides must be multiples of this (VAE downscale x UNet downsampling)."""
-        return self.codec.downscale * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        """Image sides must be multiples of this (VAE downscale x network downsampling)."""
+        return self.codec.downscale * self.network.downsampling
 
     def check_features(self, spec: FeatureSpec) -> None:
-        n = len(self.unet.up_blocks)
+        n = self.network.decoder_levels
         bad = [b for b in spec.blocks if not -n <= b < n]
         if not spec.blocks or bad:
             raise DragInputError(f"feature blocks {list(spec.blocks)} do not exist: this UNet has up_blocks "
                                  f"0..{n - 1} (set drag.features.blocks)", input="overrides")
+
+    def run(self, stage: Stage, cond: Conditioning, latent_hw: tuple[int, int], body: Callable[[], T]) -> T:
+        """Run one stage of an edit (every forward of the stage inside body) in the network's frame."""
+        if self.lora is not None:
+            stage = dataclasses.replace(stage, lora=self.lora)
+        return self.network.run(stage, cond, tuple(latent_hw), body)
 
     def forward(self, z: torch.Tensor, t, cond: Conditioning,
                 features: FeatureSpec | None = None, feature_hw: tuple[int, int] | None = None):
@@ -150,25 +142,11 @@ class DiffusionModel:
 
         Returns (model_out, feats) with feats [B, C, Hf, Wf] float32 or None.
         """
-        dev, dt = self.device, self.dtype
-        cond = cond.batch(z.shape[0])
-        added = {k: v.to(dev, dt) for k, v in cond.added.items()} or None
-        captured: list[torch.Tensor] = []
-        with self._capture(features.blocks if features else (), captured), autocast(dev, dt):
-            out = self.unet(z.to(dev, dt), t, encoder_hidden_states=cond.context.to(dev, dt),
-                            added_cond_kwargs=added, return_dict=False)[0]
+        n = self.network.decoder_levels
+        levels = [b % n for b in features.blocks] if features else []
+        out, captured = self.network.predict(z, t, cond.batch(z.shape[0]), levels)
         feats = None
         if features:
             feats = torch.cat([F.interpolate(f.float(), size=feature_hw, mode="bilinear", align_corners=False)
                                for f in captured], dim=1)
         return out.float(), feats
-
-    @contextmanager
-    def _capture(self, blocks: Sequence[int], into: list):
-        handles = [self.unet.up_blocks[b].register_forward_hook(lambda m, i, o: into.append(o))
-                   for b in blocks]
-        try:
-            yield
-        finally:
-            for h in handles:
-                h.remove()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -90,10 +89,11 @@ def run_edit(model: DiffusionModel, image: torch.Tensor, points: DragPoints, con
     points.validate_in(image_hw[1], image_hw[0])
     latent = model.codec.encode(image.to(model.device))
     lora = train_identity_lora(model, latent, cond, config.lora, callback) if config.lora else None
-    with lora.applied(model.unet) if lora else nullcontext():
-        mask, regions = editable_region(model, image, latent, cond, points, mask, config)
-        trajectory = invert(model, latent, cond, config.inversion_strength, callback)
-        result = drag_stage(model, trajectory, cond, points, image_hw, mask, config, callback, regions)
-        original, edited = sample_stage(model, trajectory, result, cond, config, callback)
+    if lora is not None:
+        model = model.with_lora(lora)
+    mask, regions = editable_region(model, image, latent, cond, points, mask, config)
+    trajectory = invert(model, latent, cond, config.inversion_strength, callback)
+    result = drag_stage(model, trajectory, cond, points, image_hw, mask, config, callback, regions)
+    original, edited = sample_stage(model, trajectory, result, cond, config, callback)
     decoded = model.codec.decode(torch.cat([edited, original]))
     return EditResult(decoded[:1], edited, decoded[1:], result, trajectory, lora)

@@ -26,8 +26,8 @@ EMPTY_TOKENS = 77
 
 def empty_conditioning(model: DiffusionModel) -> Conditioning:
     """A zero text context: the features only need to see the image."""
-    width = model.unet.config.cross_attention_dim
-    return Conditioning(torch.zeros(1, EMPTY_TOKENS, width, device=model.device))
+    context = torch.zeros(1, EMPTY_TOKENS, model.network.context_width)
+    return Conditioning(context.to(model.device), native=[[context, {}]])
 
 
 def compute_auto_mask(model: DiffusionModel, image: torch.Tensor, points: DragPoints, cond: Conditioning | None = None,

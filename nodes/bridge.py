@@ -1,14 +1,13 @@
 """Bridge: ComfyUI's MODEL / VAE / CONDITIONING as engine objects, and the identity LoRA as an
 ordinary ComfyUI LoRA.
 
-The engine works on a diffusers UNet2DConditionModel. ComfyUI holds the same network in the
-original LDM layout (``model.model.diffusion_model``) and ships the key map between the two
-(``comfy.utils.unet_to_diffusers``), so the bridge builds a diffusers config from ComfyUI's
-unet_config and copies the weights that ComfyUI itself patched (LoRA stacks, merges) into it.
+The engine runs on ComfyUI's own loaded model (nodes/comfy_network.py): no copy of the UNet is
+made, ComfyUI's memory management sees every weight, and every patch on the MODEL acts in the
+drag as it does in a KSampler.
 
-ComfyUI runs nodes under ``torch.inference_mode()``; its weights are inference tensors and cannot
-take part in autograd. Every tensor handed to the engine here is a fresh copy made outside
-inference mode, so the gradient stages (LoRA training, latent optimisation) can use it.
+ComfyUI runs nodes under ``torch.inference_mode()``; tensors made there cannot take part in
+autograd, so what the gradient stages read (latents, images, contexts) is handed to the engine
+as fresh copies made outside inference mode.
 
 ComfyUI is imported inside the functions only: this module is importable without it.
 """
@@ -17,19 +16,19 @@ from __future__ import annotations
 
 import logging
 import re
-import weakref
 
 import torch
 
 from ..drag_ops.errors import DragInputError
+from ..drag_ops.lora import kohya_state_dict
 from ..drag_ops.model import Conditioning, DiffusionModel
 from ..drag_ops.schedule import DDIMSchedule
+from .comfy_network import ComfyNetwork, add_lora_patches
 
 log = logging.getLogger(__name__)
 
 SUPPORTED = ("a Stable Diffusion 1.x or 2.x UNet checkpoint (SD 1.5, SD 2.1 base or 768-v, and "
              "models fine-tuned or merged from them), with epsilon or v prediction")
-LORA_PREFIX = "lora_unet_"  # kohya naming: what ComfyUI, A1111 and diffusers all load
 MAX_NAME_BYTES = 120  # of a saved LoRA's name stem (file names may hold 255)
 
 
@@ -43,10 +42,11 @@ def _normal_copy(t: torch.Tensor, device=None, dtype=None) -> torch.Tensor:
         return t.detach().to(device=device or t.device, dtype=dtype or t.dtype, copy=True)
 
 
-# -- MODEL -> diffusers UNet ---------------------------------------------------------------------
+# -- MODEL ---------------------------------------------------------------------------------------
 
-def diffusers_unet_config(model_patcher) -> dict:
-    """The UNet2DConditionModel config equivalent to a ComfyUI SD1.x/2.x MODEL (any depth)."""
+def check_supported(model_patcher) -> None:
+    """Reject what the engine cannot drag, before anything loads: a UNet of the SD 1.x / 2.x family
+    (text cross-attention, latent in = latent out)."""
     import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
 
     base = getattr(model_patcher, "model", None)
@@ -63,191 +63,6 @@ def diffusers_unet_config(model_patcher) -> dict:
     if cfg["in_channels"] != cfg["out_channels"]:
         raise _unsupported(f"this MODEL ({kind}) takes {cfg['in_channels']} input channels "
                            "(an inpainting or instruct model)")
-    if getattr(base.model_config, "scaled_fp8", None) is not None:
-        raise _unsupported(f"this MODEL ({kind}) has scaled fp8 weights; load an fp16 or fp32 file")
-    for flag in ("use_scale_shift_norm", "resblock_updown", "disable_middle_self_attn"):
-        if cfg.get(flag):
-            raise _unsupported(f"this MODEL ({kind}) uses {flag}")
-
-    mult, width = list(cfg["channel_mult"]), cfg["model_channels"]
-    if mult[0] != 1:
-        raise _unsupported(f"this MODEL ({kind}) has channel_mult {mult}")
-    levels = len(mult)
-    res = cfg["num_res_blocks"]
-    res = [res] * levels if isinstance(res, int) else list(res)
-    if len(set(res)) != 1:  # ComfyUI's own key map (and LoRA loading) assume this too
-        raise _unsupported(f"this MODEL ({kind}) has a different number of res blocks per level {res}")
-    channels = [width * m for m in mult]
-
-    def per_level(depths, counts, where):
-        out, i = [], 0
-        for n in counts:
-            level = set(depths[i:i + n])
-            i += n
-            if len(level) != 1:
-                raise _unsupported(f"this MODEL ({kind}) mixes transformer depths {sorted(level)} in one {where} level")
-            out.append(level.pop())
-        return out
-
-    down = per_level(list(cfg["transformer_depth"]), res, "down")
-    # transformer_depth_output lists the output blocks last first (how ComfyUI detects them)
-    up = per_level(list(reversed(cfg["transformer_depth_output"])), [r + 1 for r in reversed(res)], "up")
-    mid = cfg.get("transformer_depth_middle", down[-1])
-    if mid is None or mid < 1:
-        raise _unsupported(f"this MODEL ({kind}) has no attention in its middle block")
-    if down[-1] and down[-1] != mid:
-        raise _unsupported(f"this MODEL ({kind}) has middle depth {mid} but last-level depth {down[-1]}")
-    down_types = tuple("CrossAttnDownBlock2D" if d else "DownBlock2D" for d in down)
-    up_types = tuple("CrossAttnUpBlock2D" if d else "UpBlock2D" for d in up)
-    down[-1] = down[-1] or mid  # diffusers reads the middle block's depth from the last level
-
-    heads_cfg, head_channels = cfg.get("num_heads", -1), cfg.get("num_head_channels", -1)
-    heads = [c // head_channels if head_channels != -1 else heads_cfg for c in channels]
-
-    return dict(
-        sample_size=64,
-        in_channels=cfg["in_channels"], out_channels=cfg["out_channels"],
-        down_block_types=down_types, up_block_types=up_types,
-        mid_block_type="UNetMidBlock2DCrossAttn",
-        block_out_channels=tuple(channels),
-        layers_per_block=res[0],
-        transformer_layers_per_block=tuple(down),
-        reverse_transformer_layers_per_block=tuple(up),
-        attention_head_dim=tuple(heads),  # diffusers' name for the number of heads (its issue 2011)
-        cross_attention_dim=cfg["context_dim"],
-        use_linear_projection=bool(cfg.get("use_linear_in_transformer")),
-        upcast_attention=cfg.get("attn_precision") == torch.float32,
-        time_embedding_dim=width * 4,
-        flip_sin_to_cos=True, freq_shift=0, norm_num_groups=32, norm_eps=1e-5,
-    )
-
-
-def _compute_dtype(model_patcher, device: torch.device) -> torch.dtype:
-    if device.type == "cpu":
-        return torch.float32
-    base = model_patcher.model
-    dtype = getattr(base, "manual_cast_dtype", None) or base.get_dtype()
-    return dtype if dtype in (torch.float16, torch.bfloat16, torch.float32) else torch.float16
-
-
-def _patched_weights(model_patcher, extra_memory: int) -> dict:
-    """The UNet weights as ComfyUI computes them for sampling (patches applied), LDM keys."""
-    import comfy.model_management as mm
-
-    mm.load_models_gpu([model_patcher], memory_required=extra_memory, force_full_load=True)
-    base = model_patcher.model
-    if getattr(base, "model_lowvram", False) or base.current_weight_patches_uuid != model_patcher.patches_uuid:
-        raise RuntimeError("ComfyUI did not load the MODEL fully patched; cannot read its weights")
-    weights = dict(base.diffusion_model.state_dict())
-    for key, wrappers in model_patcher.weight_wrapper_patches.items():
-        name = key[len("diffusion_model."):]
-        if name in weights:
-            for wrap in wrappers:
-                weights[name] = wrap(weights[name])
-    return weights
-
-
-def _skeleton(model_patcher):
-    """The diffusers UNet for this MODEL, without weights (meta tensors)."""
-    from diffusers import UNet2DConditionModel
-    with torch.inference_mode(False), torch.device("meta"):
-        return UNet2DConditionModel(**diffusers_unet_config(model_patcher))
-
-
-def weight_map(model_patcher, unet=None) -> dict:
-    """{diffusers UNet key: ComfyUI diffusion_model key} for every weight, checked both ways
-    (every weight on each side has exactly one counterpart of the same size). Loads nothing."""
-    import comfy.utils
-
-    unet = unet if unet is not None else _skeleton(model_patcher)
-    key_map = comfy.utils.unet_to_diffusers(model_patcher.model.model_config.unet_config)
-    theirs = {k: v.numel() for k, v in model_patcher.model.diffusion_model.state_dict().items()}
-    mapping, bad = {}, []
-    for name, param in unet.state_dict().items():
-        source = key_map.get(name)
-        if theirs.get(source) != param.numel():
-            bad.append(name)
-        mapping[name] = source
-    unused = set(theirs) - set(mapping.values())
-    if bad or unused:
-        raise RuntimeError(f"the UNet layouts do not match: {len(bad)} diffusers weights without a ComfyUI "
-                           f"counterpart (e.g. {bad[:2]}), {len(unused)} ComfyUI weights unused "
-                           f"(e.g. {sorted(unused)[:2]})")
-    return mapping
-
-
-def _build_unet(model_patcher, device: torch.device, dtype: torch.dtype):
-    unet = _skeleton(model_patcher)
-    mapping = weight_map(model_patcher, unet)
-    shapes = {name: p.shape for name, p in unet.state_dict().items()}
-    nbytes = sum(p.numel() for p in unet.parameters()) * torch.finfo(dtype).bits // 8
-    weights = _patched_weights(model_patcher, nbytes if device.type != "cpu" else 0)
-    # SD1's projections are 1x1 convs in one layout and may be linear in the other: reshape
-    state = {name: _normal_copy(weights[source].reshape(shapes[name]), device, dtype)
-             for name, source in mapping.items()}
-    with torch.inference_mode(False):
-        unet.load_state_dict(state, strict=True, assign=True)
-    unet.requires_grad_(False).eval()
-    return unet
-
-
-def _move(module, device):
-    # moved under inference mode (as every node runs), the weights would become inference tensors
-    with torch.inference_mode(False):
-        module.to(device)
-
-
-class _UNetCache:
-    """The last converted UNet, keyed on the ComfyUI model object and its patch set (weight
-    patches and wrappers change ComfyUI's patches_uuid; replaced UNet parts are listed too).
-
-    Moving points re-runs the drag with the same MODEL: the conversion is reused. A different
-    LoRA stack or merge changes ComfyUI's patches_uuid and so converts again. One entry only:
-    an SD1.5 UNet is 3.4 GB in fp32.
-    """
-
-    def __init__(self):
-        self.key, self.model_ref, self.unet = None, None, None
-
-    def get(self, model_patcher, device, dtype):
-        import comfy.model_management as mm
-
-        replaced = tuple(sorted((name, id(obj)) for name, obj in model_patcher.object_patches.items()
-                                if name.startswith("diffusion_model")))
-        key = (model_patcher.patches_uuid, replaced, str(device), dtype)
-        hit = (self.unet is not None and self.key == key and self.model_ref() is model_patcher.model
-               # an adapter left behind, or weights turned into inference tensors: rebuild
-               and not getattr(self.unet, "peft_config", None)
-               and not any(p.is_inference() for p in self.unet.parameters()))
-        if not hit:
-            self.clear()
-            unet = _build_unet(model_patcher, device, dtype)
-            self.key, self.model_ref, self.unet = key, weakref.ref(model_patcher.model), unet
-        elif next(self.unet.parameters()).device.type != device.type:  # offloaded since: make room
-            mm.free_memory(mm.module_size(self.unet), device)
-            _move(self.unet, device)
-        return self.unet
-
-    def offload(self):
-        """Move the cached UNet off the accelerator (kept for the next run)."""
-        import comfy.model_management as mm
-        if self.unet is not None:
-            _move(self.unet, mm.unet_offload_device())
-            mm.soft_empty_cache()
-
-    def clear(self):
-        self.key, self.model_ref, self.unet = None, None, None
-
-
-_CACHE = _UNetCache()
-
-
-def offload_cached_unet() -> None:
-    _CACHE.offload()
-
-
-def clear_unet_cache() -> None:
-    _CACHE.clear()
 
 
 def schedule_from_comfy(model_patcher, num_steps: int = 50) -> DDIMSchedule:
@@ -271,23 +86,20 @@ def schedule_from_comfy(model_patcher, num_steps: int = 50) -> DDIMSchedule:
 
 def diffusion_model_from_comfy(model_patcher, vae, num_steps: int = 50) -> DiffusionModel:
     """The engine's DiffusionModel for a ComfyUI MODEL (as loaded, patches applied) and VAE."""
-    diffusers_unet_config(model_patcher)  # rejects unsupported models before the VAE is looked at
+    check_supported(model_patcher)  # rejects unsupported models before the VAE is looked at
     return diffusion_model_with_codec(
         model_patcher, ComfyVAECodec(vae, model_patcher.get_model_object("latent_format")), num_steps)
 
 
 def diffusion_model_with_codec(model_patcher, codec, num_steps: int = 50) -> DiffusionModel:
     """As diffusion_model_from_comfy, with a codec already made (e.g. the one the inversion used)."""
-    import comfy.model_management as mm
-
-    config = diffusers_unet_config(model_patcher)  # rejects unsupported models before anything loads
+    check_supported(model_patcher)
     schedule = schedule_from_comfy(model_patcher, num_steps)
-    if codec.latent_channels != config["in_channels"]:
+    channels = model_patcher.model.model_config.unet_config["in_channels"]
+    if codec.latent_channels != channels:
         raise DragInputError(f"the VAE makes {codec.latent_channels}-channel latents but the model takes "
-                             f"{config['in_channels']}: use the VAE that belongs to the checkpoint", input="vae")
-    device = mm.get_torch_device()
-    unet = _CACHE.get(model_patcher, device, _compute_dtype(model_patcher, device))
-    return DiffusionModel(unet, codec, schedule)
+                             f"{channels}: use the VAE that belongs to the checkpoint", input="vae")
+    return DiffusionModel(ComfyNetwork(model_patcher), codec, schedule)
 
 
 # -- VAE -----------------------------------------------------------------------------------------
@@ -347,46 +159,23 @@ def conditioning_from_comfy(conditioning, model: DiffusionModel | None = None, *
         raise DragInputError("conditioning holds non-finite or non-float values", input=input)
     device = None
     if model is not None:
-        device, width = model.device, model.unet.config.cross_attention_dim
+        device, width = model.device, model.network.context_width
         if context.shape[-1] != width:
             raise DragInputError(f"conditioning width {context.shape[-1]} does not fit the model's {width}: "
                                  "encode the prompt with the CLIP of the same checkpoint", input=input)
-    return Conditioning(_normal_copy(context, device, torch.float32))
+    # ComfyUI's own form of the prompt, for the network; its tensors copied too (a LoRA on the
+    # cross-attention backpropagates through products of the context)
+    native = [[_normal_copy(entry[0]), {k: _normal_copy(v) if torch.is_tensor(v) else v
+                                        for k, v in (entry[1] if len(entry) > 1 else {}).items()}]]
+    return Conditioning(_normal_copy(context, device, torch.float32), native=native)
 
 
 # -- LoRA ----------------------------------------------------------------------------------------
 
-_PEFT_KEY = re.compile(r"^(?:base_model\.model\.)?(?:unet\.)?(?P<module>.+)\.lora_(?P<part>[AB])(?:\.[^.]+)?\.weight$")
-
-
-def _peft_modules(state: dict) -> dict:
-    """{diffusers module name: {"A": down, "B": up}} from a peft state dict."""
-    modules: dict = {}
-    for key, value in state.items():
-        m = _PEFT_KEY.match(key)
-        if m is None:
-            raise ValueError(f"not a plain LoRA weight: {key!r} (DoRA, biases and embeddings are not supported)")
-        modules.setdefault(m["module"], {})[m["part"]] = value
-    broken = [k for k, v in modules.items() if set(v) != {"A", "B"}]
-    if broken:
-        raise ValueError(f"LoRA modules without both A and B weights: {broken[:3]}")
-    return modules
-
-
-def lora_to_comfy_state_dict(lora, dtype: torch.dtype = torch.float16) -> dict:
-    """The engine's LoraWeights (peft keys, diffusers module names) as a kohya-format state dict
-    (``lora_unet_<module>.lora_down/lora_up.weight`` and ``.alpha``), which ComfyUI's stock
+def lora_to_comfy_state_dict(lora, model_patcher, dtype: torch.dtype = torch.float16) -> dict:
+    """The identity LoRA trained on this MODEL as a kohya-format state dict, which ComfyUI's stock
     LoraLoader (and other UIs) load. Save it with :func:`save_lora`."""
-    scale = float(lora.alpha) / float(lora.rank)
-    out = {}
-    for module, w in sorted(_peft_modules(lora.state).items()):
-        name = LORA_PREFIX + module.replace(".", "_")
-        down, up = w["A"], w["B"]
-        with torch.inference_mode(False):
-            out[f"{name}.lora_down.weight"] = down.detach().to("cpu", dtype).contiguous()
-            out[f"{name}.lora_up.weight"] = up.detach().to("cpu", dtype).contiguous()
-            out[f"{name}.alpha"] = torch.tensor(scale * down.shape[0], dtype=torch.float32)
-    return out
+    return kohya_state_dict(lora, ComfyNetwork(model_patcher), dtype)
 
 
 def lora_metadata(lora) -> dict:
@@ -423,28 +212,8 @@ def save_lora(lora_sd: dict, name: str, metadata: dict | None = None) -> str:
                          input="save_name")
 
 
-def lora_key_map(model_patcher) -> dict:
-    """ComfyUI's map from LoRA module names to this MODEL's weight keys."""
-    import comfy.lora
-    return comfy.lora.model_lora_keys_unet(model_patcher.model, {})
-
-
 def apply_lora_patches(model_patcher, lora_sd: dict, strength: float = 1.0):
     """A clone of the MODEL with the LoRA added as ordinary ComfyUI weight patches (what
     LoraLoader does), so any downstream node, a KSampler included, sees it. The input MODEL is
     not changed. Every module of the LoRA must exist in the model."""
-    import comfy.lora
-
-    key_map = lora_key_map(model_patcher)
-    modules = {k.rsplit(".", 2)[0] if k.endswith(".weight") else k.rsplit(".", 1)[0] for k in lora_sd}
-    unknown = sorted(m for m in modules if m not in key_map)
-    if unknown:
-        raise DragInputError(f"{len(unknown)} of {len(modules)} LoRA modules do not exist in this MODEL "
-                             f"(e.g. {unknown[0]}): the LoRA was made for a different model", input="model")
-    patches = comfy.lora.load_lora(lora_sd, key_map)
-    patched = model_patcher.clone()
-    added = patched.add_patches(patches, strength)
-    if len(added) != len(modules):
-        raise RuntimeError(f"ComfyUI applied {len(added)} of {len(modules)} LoRA modules")
-    return patched
-
+    return add_lora_patches(model_patcher.clone(), lora_sd, strength)

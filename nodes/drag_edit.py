@@ -73,7 +73,7 @@ class DragEdit:
             result = run_edit(dm, img, points, cond, config, user_mask, Progress(stages, model, (h, w)))
             out_model = model
             if result.lora is not None:
-                out_model = apply_lora_patches(model, lora_to_comfy_state_dict(result.lora))
+                out_model = apply_lora_patches(model, lora_to_comfy_state_dict(result.lora, model))
             preview = trajectory_image(img, result.drag.history, points.targets, user_mask)
         return (image_to_comfy(result.image), latent_to_comfy(model, result.latent), out_model, preview,
                 presets.describe_text(preset, config))

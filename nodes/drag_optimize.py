@@ -130,7 +130,7 @@ class DragLatentOptimizer:
             points.validate_in(w, h)
             user_mask = mask_from_comfy(mask, (h, w))
             dm = diffusion_model_with_codec(model, inversion.codec, inversion.num_steps)
-            dm.gradient_checkpointing = gradient_checkpointing
+            dm.network.gradient_checkpointing = gradient_checkpointing
             cond = conditioning_from_comfy(conditioning, dm)
             trajectory = inversion.trajectory
             region, labels = editable_region(dm, inversion.image, trajectory.at(0), cond, points, user_mask, config)

@@ -54,7 +54,7 @@ class DragIdentityLoRA:
             settings = LoraSettings(rank=rank, steps=steps, learning_rate=learning_rate,
                                     batch_size=batch_size, seed=seed % 2 ** 63)
             lora = train_identity_lora(dm, latent, cond, settings, Progress({"lora": steps}, model, hw))
-            lora_sd = lora_to_comfy_state_dict(lora)
+            lora_sd = lora_to_comfy_state_dict(lora, model)
             patched = apply_lora_patches(model, lora_sd)
             name = save_lora(lora_sd, save_name, lora_metadata(lora)) if save_name.strip() else ""
         return patched, name

@@ -131,14 +131,11 @@ def _previewer(model_patcher):
 
 @contextmanager
 def stage_memory():
-    """Give GPU memory back to ComfyUI once a stage ends (also after errors and cancel): our
-    converted UNet is not under ComfyUI's memory management, so it leaves the GPU (it stays
-    cached in CPU memory, and the next stage moves it back in well under a second)."""
+    """Give the accelerator's cached blocks back once a stage ends (also after errors and cancel);
+    the weights themselves stay under ComfyUI's memory management."""
     try:
         yield
     finally:
         mm = sys.modules.get("comfy.model_management")  # absent when a test calls the node without ComfyUI
         if mm is not None:
-            from .bridge import offload_cached_unet
-            offload_cached_unet()
             mm.soft_empty_cache()

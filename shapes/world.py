@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..drag_ops.model import Conditioning, DiffusersVAECodec, DiffusionModel, FeatureSpec
+from ..drag_ops.network import DiffusersUNet
 from ..drag_ops.schedule import DDIMSchedule
 from .model import WEIGHTS, empty_prompt, load_shapes_model
 from .scenes import Scene, Shape, random_scene, render
@@ -28,7 +29,7 @@ DEMO_MOVE = 12.0  # pixels
 def engine_model(folder: str | Path | None = None, device="cpu") -> DiffusionModel:
     """The shapes-world UNet and VAE with SD's 50-step DDIM schedule (the model was trained on it)."""
     unet, vae = load_shapes_model(device, folder or WEIGHTS)
-    return DiffusionModel(unet, DiffusersVAECodec(vae), DDIMSchedule.stable_diffusion())
+    return DiffusionModel(DiffusersUNet(unet), DiffusersVAECodec(vae), DDIMSchedule.stable_diffusion())
 
 
 def conditioning() -> Conditioning:

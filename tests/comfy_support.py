@@ -120,7 +120,8 @@ class _Server:
 class ComfyUI:
     """ComfyUI started in-process; one per test session (ComfyUI's state is process-global)."""
 
-    def __init__(self, checkout: pathlib.Path, root: pathlib.Path):
+    def __init__(self, checkout: pathlib.Path, root: pathlib.Path, cpu: bool = True):
+        self.cpu = cpu  # False: ComfyUI picks its device as main.py would (benchmarks on a GPU)
         self.checkout, self.root = checkout, root
         self.models = root / "models"
         self.input, self.output = root / "input", root / "output"
@@ -159,7 +160,7 @@ class ComfyUI:
                                    "ComfyUI needs that name")
         import comfy.options  # noqa: F401  (argument parsing stays off: defaults, then ours)
         from comfy.cli_args import args
-        args.cpu = True
+        args.cpu = self.cpu
         args.disable_all_custom_nodes = False
         import utils.extra_config  # noqa: F401  (claims the name `utils` for ComfyUI's package, as main.py does)
         import folder_paths
@@ -182,7 +183,7 @@ class ComfyUI:
         import comfy.utils
         import execution  # noqa: F401
         import nodes
-        assert comfy.model_management.get_torch_device().type == "cpu"
+        assert comfy.model_management.get_torch_device().type == "cpu" or not self.cpu
 
         async def init():
             await nodes.init_public_apis()
@@ -294,10 +295,11 @@ def _random_state(module, generator, prefix: str, dtype) -> dict:
             for k, v in module.state_dict().items() if v.dtype.is_floating_point}
 
 
-def write_tiny_checkpoint(path: pathlib.Path, seed: int = SEED) -> None:
+def write_tiny_checkpoint(path: pathlib.Path, seed: int = SEED, unet: dict = TINY_UNET) -> None:
     """A checkpoint ComfyUI's CheckpointLoaderSimple loads as SD1.5: random UNet (ComfyUI's LDM
-    layout, TINY_UNET), random TAESD VAE, random 12-layer CLIP-L (ComfyUI's SD1.5 text encoder
-    is built from a fixed config, so fewer layers would leave weights uninitialised)."""
+    layout, TINY_UNET unless another layout is given), random TAESD VAE, random 12-layer CLIP-L
+    (ComfyUI's SD1.5 text encoder is built from a fixed config, so fewer layers would leave
+    weights uninitialised)."""
     import json
 
     import comfy.clip_model
@@ -312,7 +314,7 @@ def write_tiny_checkpoint(path: pathlib.Path, seed: int = SEED) -> None:
         return
     gen = torch.Generator().manual_seed(seed)
     ops = comfy.ops.disable_weight_init
-    unet_config = comfy.supported_models.SD15(dict(TINY_UNET)).unet_config
+    unet_config = comfy.supported_models.SD15(dict(unet)).unet_config
     with torch.device("meta"):
         unet = openaimodel.UNetModel(**unet_config, device="meta", operations=ops)
         taesd = comfy.taesd.taesd.TAESD()
@@ -368,6 +370,113 @@ def make_comfy_model(config_class: str, unet_config: dict, *, model_type: str | 
     cpu = torch.device("cpu")
     return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
 
+
+
+# -- the same weights in the standalone engine (parity of the two backends) ---------------------
+
+def diffusers_unet_config(model_patcher) -> dict:
+    """The UNet2DConditionModel config equivalent to a ComfyUI SD1.x/2.x MODEL (any depth)."""
+    import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
+    import torch
+
+    base = model_patcher.model
+    kind = type(base).__name__
+    assert isinstance(base.diffusion_model, openaimodel.UNetModel)
+    cfg = base.model_config.unet_config
+
+    mult, width = list(cfg["channel_mult"]), cfg["model_channels"]
+    if mult[0] != 1:
+        raise ValueError(f"this MODEL ({kind}) has channel_mult {mult}")
+    levels = len(mult)
+    res = cfg["num_res_blocks"]
+    res = [res] * levels if isinstance(res, int) else list(res)
+    if len(set(res)) != 1:  # ComfyUI's own key map (and LoRA loading) assume this too
+        raise ValueError(f"this MODEL ({kind}) has a different number of res blocks per level {res}")
+    channels = [width * m for m in mult]
+
+    def per_level(depths, counts, where):
+        out, i = [], 0
+        for n in counts:
+            level = set(depths[i:i + n])
+            i += n
+            if len(level) != 1:
+                raise ValueError(f"this MODEL ({kind}) mixes transformer depths {sorted(level)} in one {where} level")
+            out.append(level.pop())
+        return out
+
+    down = per_level(list(cfg["transformer_depth"]), res, "down")
+    # transformer_depth_output lists the output blocks last first (how ComfyUI detects them)
+    up = per_level(list(reversed(cfg["transformer_depth_output"])), [r + 1 for r in reversed(res)], "up")
+    mid = cfg.get("transformer_depth_middle", down[-1])
+    if mid is None or mid < 1:
+        raise ValueError(f"this MODEL ({kind}) has no attention in its middle block")
+    if down[-1] and down[-1] != mid:
+        raise ValueError(f"this MODEL ({kind}) has middle depth {mid} but last-level depth {down[-1]}")
+    down_types = tuple("CrossAttnDownBlock2D" if d else "DownBlock2D" for d in down)
+    up_types = tuple("CrossAttnUpBlock2D" if d else "UpBlock2D" for d in up)
+    down[-1] = down[-1] or mid  # diffusers reads the middle block's depth from the last level
+
+    heads_cfg, head_channels = cfg.get("num_heads", -1), cfg.get("num_head_channels", -1)
+    heads = [c // head_channels if head_channels != -1 else heads_cfg for c in channels]
+
+    return dict(
+        sample_size=64,
+        in_channels=cfg["in_channels"], out_channels=cfg["out_channels"],
+        down_block_types=down_types, up_block_types=up_types,
+        mid_block_type="UNetMidBlock2DCrossAttn",
+        block_out_channels=tuple(channels),
+        layers_per_block=res[0],
+        transformer_layers_per_block=tuple(down),
+        reverse_transformer_layers_per_block=tuple(up),
+        attention_head_dim=tuple(heads),  # diffusers' name for the number of heads (its issue 2011)
+        cross_attention_dim=cfg["context_dim"],
+        use_linear_projection=bool(cfg.get("use_linear_in_transformer")),
+        upcast_attention=cfg.get("attn_precision") == torch.float32,
+        time_embedding_dim=width * 4,
+        flip_sin_to_cos=True, freq_shift=0, norm_num_groups=32, norm_eps=1e-5,
+    )
+
+
+
+def diffusers_twin(model_patcher):
+    """A diffusers UNet2DConditionModel holding the weights ComfyUI computes for this MODEL (its
+    patches applied), mapped with ComfyUI's own key map: the standalone engine's view of the model."""
+    import comfy.utils
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    with torch.inference_mode(False):
+        unet = UNet2DConditionModel(**diffusers_unet_config(model_patcher))
+        key_map = comfy.utils.unet_to_diffusers(model_patcher.model.model_config.unet_config)
+        weights = patched_weights(model_patcher)
+        shapes = {k: v.shape for k, v in unet.state_dict().items()}
+        state = {k: weights[key_map[k]].detach().clone().float().reshape(shapes[k]) for k in shapes}
+        unet.load_state_dict(state, strict=True)
+    return unet.eval().requires_grad_(False)
+
+
+def patched_weights(model_patcher) -> dict:
+    """The UNet weights as ComfyUI computes them for sampling (its patches applied), as copies."""
+    import comfy.model_management as mm
+    import torch
+
+    with torch.inference_mode():
+        mm.load_models_gpu([model_patcher], force_full_load=True)
+        return {k: v.clone() for k, v in model_patcher.model.diffusion_model.state_dict().items()}
+
+
+def assert_model_clean(model_patcher, flags: dict | None = None):
+    """Nothing of a drag left on ComfyUI's model: no LoRA layer, hook or forward override, and the
+    parameters' requires_grad flags as given (as loaded, when flags is None: untouched)."""
+    from peft.tuners.lora import LoraLayer
+    unet = model_patcher.model.diffusion_model
+    for name, m in unet.named_modules():
+        assert not isinstance(m, LoraLayer), name
+        assert not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks), name
+        assert "forward" not in vars(m), name
+    assert not any("lora" in name for name, _ in unet.named_parameters())
+    if flags is not None:
+        assert {k: p.requires_grad for k, p in unet.named_parameters()} == flags
 
 # -- fixtures ------------------------------------------------------------------------------------
 

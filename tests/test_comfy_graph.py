@@ -6,7 +6,8 @@ Skipped unless COMFYUI_PATH points at a ComfyUI checkout (see comfy_support.py).
 import pytest
 import torch
 
-from comfy_support import CHECKPOINT, bridge, comfyui, lora_and_inversion_graph, requires_comfyui  # noqa: F401
+from comfy_support import (CHECKPOINT, assert_model_clean, bridge, comfyui, lora_and_inversion_graph,  # noqa: F401
+                           patched_weights, requires_comfyui)
 
 pytestmark = requires_comfyui
 
@@ -43,10 +44,7 @@ def test_identity_lora_node_saves_what_the_stock_lora_loader_applies(comfyui, br
     loaded = reloaded.outputs["2"][0]
     assert set(loaded.patches) == set(trained.patches) and len(trained.patches) > 0
 
-    vae = run.outputs["1"][2]
-    with torch.inference_mode():
-        ours = {k: v.clone() for k, v in bridge.diffusion_model_from_comfy(trained, vae).unet.state_dict().items()}
-        theirs = bridge.diffusion_model_from_comfy(loaded, vae).unet.state_dict()
+    ours, theirs = patched_weights(trained), patched_weights(loaded)
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
@@ -71,8 +69,5 @@ def test_cancel_during_lora_training_leaves_everything_usable(comfyui, bridge):
     assert [v for node, v, *_ in run.progress if node == "4"] == [1, 2]
     model = run.outputs["1"][0]
     assert model.patches == {}
-    with torch.inference_mode():
-        unet = bridge.diffusion_model_from_comfy(model, run.outputs["1"][2]).unet
-    assert not getattr(unet, "peft_config", None)
-    assert not any("lora" in name for name, _ in unet.named_parameters())
+    assert_model_clean(model)
     assert comfyui.execute(lora_graph(steps=2)).success  # and the next run works

@@ -7,30 +7,26 @@ Skipped unless COMFYUI_PATH points at a ComfyUI checkout (see comfy_support.py).
 import pytest
 import torch
 
-from comfy_support import CHECKPOINT, bridge, comfyui, requires_comfyui, tiny_sd15  # noqa: F401
+from comfy_support import CHECKPOINT, bridge, comfyui, patched_weights, requires_comfyui, tiny_sd15  # noqa: F401
 
 pytestmark = requires_comfyui
 
 TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in")  # proj_in is a 1x1 conv in SD1.x
 
 
-def convert(bridge, model, vae):
-    with torch.inference_mode():
-        return bridge.diffusion_model_from_comfy(model, vae)
-
-
 @pytest.fixture(scope="module")
-def lora(comfyui, bridge, tiny_sd15):
-    """A random adapter in the engine's LoraWeights format, made by peft on this UNet's layout."""
-    from diffusers import UNet2DConditionModel
-    from peft import LoraConfig, get_peft_model_state_dict
-
+def lora(comfyui, tiny_sd15):
+    """A random adapter in the engine's LoraWeights format on ComfyUI's own module names (what
+    training on the MODEL gives)."""
     model, _, _ = tiny_sd15
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**bridge.diffusers_unet_config(model))
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=8.0, target_modules=list(TARGETS), init_lora_weights=False))
-    state = {k: 0.5 * v.detach().clone() for k, v in get_peft_model_state_dict(unet).items()}
-    assert "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight" in state
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for name, module in model.model.diffusion_model.named_modules():
+        if any(name.endswith("." + t) for t in TARGETS):
+            w = module.weight
+            state[f"{name}.lora_A.weight"] = 0.1 * torch.randn(4, *w.shape[1:], generator=g)
+            state[f"{name}.lora_B.weight"] = 0.1 * torch.randn(w.shape[0], 4, *[1] * (w.dim() - 2), generator=g)
+    assert "input_blocks.1.1.transformer_blocks.0.attn1.to_q.lora_A.weight" in state
     return comfyui.pack_module("drag_ops.lora").LoraWeights(state, 4, 8.0, TARGETS)
 
 
@@ -45,44 +41,55 @@ def not_loaded(caplog):
             if "lora key not loaded" in r.getMessage() or "NOT LOADED" in r.getMessage()]
 
 
-def test_every_key_is_matched_by_comfys_lora_loader(bridge, tiny_sd15, lora, caplog):
+def test_every_key_is_matched_by_comfys_lora_loader_under_diffusers_names(bridge, tiny_sd15, lora, caplog):
     import comfy.lora
     model, _, _ = tiny_sd15
-    sd = bridge.lora_to_comfy_state_dict(lora)
+    sd = bridge.lora_to_comfy_state_dict(lora, model)
     modules = {k.rsplit(".lora_", 1)[0] for k in lora.state}
     assert len(sd) == 3 * len(modules)
+    # kohya names in diffusers' layout: what A1111 and diffusers load as well
     assert "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight" in sd
     assert float(sd["lora_unet_down_blocks_0_attentions_0_proj_in.alpha"]) == 8.0
-    patches = comfy.lora.load_lora(sd, bridge.lora_key_map(model))
+    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    patches = comfy.lora.load_lora(sd, key_map)
     assert not not_loaded(caplog)
     assert len(patches) == len(modules)
-    comfy.lora.load_lora({**sd, "lora_unet_nowhere.lora_up.weight": torch.zeros(1)}, bridge.lora_key_map(model))
+    comfy.lora.load_lora({**sd, "lora_unet_nowhere.lora_up.weight": torch.zeros(1)}, key_map)
     assert not_loaded(caplog)  # the check above would have seen an unmatched key
 
 
-def test_patched_model_equals_the_peft_adapter(bridge, tiny_sd15, lora):
-    """ComfyUI's patches (merged by the bridge) and peft's adapter layers give one model."""
+def test_patches_are_the_trained_adapter(comfyui, bridge, tiny_sd15, lora):
+    """The adapter as ComfyUI weight patches and as the peft layers the training used: one model."""
     model, _, vae = tiny_sd15
+    pack = comfyui.pack_module
+    Stage = pack("drag_ops.network").Stage
     g = torch.Generator().manual_seed(3)
     z, context = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 77, 768, generator=g)
-    base = convert(bridge, model, vae).unet
-    with torch.no_grad():
-        plain = base(z, 400, encoder_hidden_states=context).sample
-        with lora.applied(base):
-            adapted = base(z, 400, encoder_hidden_states=context).sample
-    patched = bridge.apply_lora_patches(model, bridge.lora_to_comfy_state_dict(lora, torch.float32), 1.0)
-    merged = convert(bridge, patched, vae).unet
-    with torch.no_grad():
-        ours = merged(z, 400, encoder_hidden_states=context).sample
-    assert (adapted - plain).abs().max() > 1e-2
-    assert (ours - adapted).abs().max() < 1e-4
-    assert model.patches == {} and patched is not model
+    with torch.inference_mode():
+        dm = bridge.diffusion_model_from_comfy(model, vae)
+        cond = bridge.conditioning_from_comfy([[context, {}]], dm)
+
+    def predict(dm, stage, adapter=None):
+        def body():
+            if adapter is None:
+                return dm.forward(z, 400, cond)[0]
+            with adapter.applied(dm.network):
+                return dm.forward(z, 400, cond)[0]
+        with torch.inference_mode():
+            return dm.run(stage, cond, (8, 8), body)
+
+    plain = predict(dm, Stage("plain"))
+    layers = predict(dm, Stage("peft"), adapter=lora)
+    patched = predict(dm, Stage("patches", lora=lora))
+    assert (layers - plain).abs().max() > 1e-2
+    assert (patched - layers).abs().max() < 1e-4
+    assert model.patches == {}
 
 
 def test_lora_file_round_trip_through_stock_lora_loader(comfyui, bridge, tiny_sd15, lora, caplog):
     import folder_paths
     model, _, vae = tiny_sd15
-    name = bridge.save_lora(bridge.lora_to_comfy_state_dict(lora), "drag identity", bridge.lora_metadata(lora))
+    name = bridge.save_lora(bridge.lora_to_comfy_state_dict(lora, model), "drag identity", bridge.lora_metadata(lora))
     assert name in folder_paths.get_filename_list("loras")
     assert bridge.save_lora({"x": torch.zeros(1)}, "drag identity") != name  # never overwrites
 
@@ -105,18 +112,16 @@ def test_lora_file_round_trip_through_stock_lora_loader(comfyui, bridge, tiny_sd
     modules = {k.rsplit(".lora_", 1)[0] for k in lora.state}
     assert len(loaded.patches) == len(modules) and original.patches == {}
 
-    # the stock loader's patches, read back through the bridge, are the adapter at strength 0.5
-    # (the file stores fp16, as LoRA files usually do)
-    before = {k: v.clone() for k, v in convert(bridge, original, vae).unet.state_dict().items()}
-    after = convert(bridge, loaded, vae).unet.state_dict()
+    # the stock loader's patches are the adapter at strength 0.5 (the file stores fp16, as LoRA files do)
+    before = patched_weights(original)
+    after = patched_weights(loaded)
     for module in modules:
         key = f"{module}.weight"
         expected = lora_delta(lora, module, 0.5, torch.float16).reshape(after[key].shape)
         assert torch.allclose(after[key] - before[key], expected, atol=1e-5), key
     untouched = [k for k in after if k.rsplit(".", 1)[0] not in modules]
     assert untouched and all(torch.equal(after[k], before[k]) for k in untouched)
-    # and the original MODEL still converts to what it was
-    again = convert(bridge, original, vae).unet.state_dict()
+    again = patched_weights(original)  # and the original MODEL is what it was
     assert all(torch.equal(again[k], before[k]) for k in before)
 
 
@@ -131,7 +136,7 @@ def test_patched_model_is_seen_by_a_plain_ksampler(comfyui, bridge, tiny_sd15, l
             return comfyui.nodes.common_ksampler(m, 7, 2, 1.0, "euler", "normal", cond, cond, latent)[0]["samples"]
 
     plain = sample(model)
-    patched = bridge.apply_lora_patches(model, bridge.lora_to_comfy_state_dict(lora), 1.0)
+    patched = bridge.apply_lora_patches(model, bridge.lora_to_comfy_state_dict(lora, model), 1.0)
     assert (sample(patched) - plain).abs().max() > 1e-3
     assert torch.equal(sample(model), plain)  # the input MODEL is unchanged
     assert model.patches == {}
@@ -139,15 +144,16 @@ def test_patched_model_is_seen_by_a_plain_ksampler(comfyui, bridge, tiny_sd15, l
 
 def test_lora_for_another_model_is_rejected(comfyui, bridge, tiny_sd15, lora):
     model, _, _ = tiny_sd15
-    sd = bridge.lora_to_comfy_state_dict(lora)
+    sd = bridge.lora_to_comfy_state_dict(lora, model)
     sd = {k.replace("down_blocks_0", "down_blocks_7"): v for k, v in sd.items()}
     error = comfyui.pack_module("drag_ops.errors").DragInputError
     with pytest.raises(error, match="do not exist in this MODEL"):
         bridge.apply_lora_patches(model, sd, 1.0)
 
 
-def test_peft_keys_that_are_not_plain_lora_are_refused(bridge, lora):
-    weights = type(lora)({**lora.state, "mid_block.attentions.0.proj_in.lora_magnitude_vector": torch.ones(4)},
+def test_weights_that_are_not_plain_lora_are_refused(bridge, tiny_sd15, lora):
+    model, _, _ = tiny_sd15
+    weights = type(lora)({**lora.state, "middle_block.1.proj_in.lora_magnitude_vector": torch.ones(4)},
                          lora.rank, lora.alpha, lora.targets)
     with pytest.raises(ValueError, match="not a plain LoRA weight"):
-        bridge.lora_to_comfy_state_dict(weights)
+        bridge.lora_to_comfy_state_dict(weights, model)

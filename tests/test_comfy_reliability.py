@@ -1,6 +1,6 @@
 """Reliability inside real ComfyUI: bad inputs get a clear error naming node and input, no node
 changes what it is given (also after an error or a cancel), cancel stops within a step and leaves
-nothing installed on any model (the bridge's cached UNet included), LoRA files land only in
+nothing installed on any model, LoRA files land only in
 models/loras under sanitised, never-overwritten names, and the same graph gives the same bits.
 
 The nodes are called the way ComfyUI's executor calls them (under inference mode) on the tiny
@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from comfy_support import (IMAGE, IMAGE_SIZE, bridge, comfyui, make_comfy_model, requires_comfyui,  # noqa: F401
-                           tiny_sd15)
+from comfy_support import (IMAGE, IMAGE_SIZE, assert_model_clean, bridge, comfyui, make_comfy_model,  # noqa: F401
+                           patched_weights, requires_comfyui, tiny_sd15)
 
 pytestmark = requires_comfyui
 
@@ -85,8 +85,7 @@ def chain(pack, env):
 
 def model_weights(bridge, model):
     """The UNet weights ComfyUI computes for this MODEL (its patches applied), as copies."""
-    with torch.inference_mode():
-        return {k: v.clone() for k, v in bridge._patched_weights(model, 0).items()}
+    return patched_weights(model)
 
 
 def _fingerprint(value):
@@ -138,18 +137,10 @@ class Snapshot:
             assert _same(before, after), f"input {i} changed"
 
 
-def assert_clean(bridge):
-    """Nothing left on the bridge's cached diffusers UNet: no adapter, hook, processor or flag."""
-    unet = bridge._CACHE.unet
-    if unet is None:
-        return
-    assert not getattr(unet, "peft_config", None)
-    assert not any("lora" in name for name, _ in unet.named_parameters())
-    assert {type(p).__name__ for p in unet.attn_processors.values()} <= {"AttnProcessor2_0", "AttnProcessor"}
-    for name, m in unet.named_modules():
-        assert not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks), name
-        assert not getattr(m, "gradient_checkpointing", False), name
-    assert not any(p.requires_grad or p.is_inference() for p in unet.parameters())
+def assert_clean(*models):
+    """Nothing left on ComfyUI's models: no LoRA layer, hook or forward override, no extra patch."""
+    for model in models:
+        assert_model_clean(model)
 
 
 @pytest.fixture
@@ -258,7 +249,7 @@ def test_a_drag_from_another_inversion_is_refused(pack, env, chain):
 
 @pytest.mark.parametrize("config_class, named", [("SDXL", "SDXL"), ("Flux", "Flux")])
 def test_unsupported_models_are_named_by_every_model_node(pack, env, config_class, named):
-    from test_comfy_bridge import TINY_FLUX, TINY_SDXL
+    from test_comfy_network import TINY_FLUX, TINY_SDXL
     model = make_comfy_model(config_class, TINY_SDXL if config_class == "SDXL" else TINY_FLUX, device="meta")
     expected = rf"input 'model': .*{named}.*Stable Diffusion 1.x or 2.x"
     with pytest.raises(pack.error, match="^Drag Identity LoRA / " + expected):
@@ -297,7 +288,7 @@ def test_no_node_changes_its_inputs(bridge, pack, env, chain):
     call(pack.edit.edit, env.model, env.vae, env.image, env.cond, pts, "DragDiffusion", True, 0, env.mask,
          overrides=overrides(**{"lora.steps": 1, "lora.rank": 2, "lora.batch_size": 1, "schedule.max_steps": 2}))
     snap.assert_unchanged()
-    assert_clean(bridge)
+    assert_clean(env.model, chain.model)
 
 
 # -- 3. cancel (and errors) mid-way: stop within a step, leave nothing behind ------------------
@@ -321,7 +312,7 @@ def test_cancel_and_errors_in_every_stage_stop_at_once_and_leave_nothing(comfyui
             with pytest.raises(mm.InterruptProcessingException if error is None else RuntimeError):
                 call(run)
             assert max(seen) == 2, (name, seen)  # stopped at the step it was cancelled in
-            assert_clean(bridge)
+            assert_clean(env.model, chain.model)
     snap.assert_unchanged()
     cancel()
     assert call(stages["drag"])[0].result.steps > 0  # and the next run works
@@ -341,7 +332,7 @@ def test_cancel_in_each_stage_of_drag_edit(bridge, pack, env, cancel):
             call(pack.edit.edit, env.model, env.vae, env.image, env.cond, drag_points(pack, [[10, 10], [50, 50]]),
                  "DragDiffusion", True, 0, overrides=settings)
         assert max(seen) == first + 1 and first in seen, (stage, seen)
-        assert_clean(bridge)
+        assert_clean(env.model)
     snap.assert_unchanged()
 
 

@@ -9,7 +9,7 @@ from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.inversion import invert
 from comfyui_drag.drag_ops.model import FeatureSpec
 from comfyui_drag.drag_ops.points import parse_points
-from comfyui_drag.drag_ops.reference import ReferenceControl, sample, self_attention_layers
+from comfyui_drag.drag_ops.reference import ReferenceControl, sample
 from comfyui_drag.drag_ops.schedules import SingleTimestep
 from comfyui_drag.drag_ops.tracking import NearestNeighbourTracker
 from tiny_models import blob_image, tiny_model
@@ -23,7 +23,7 @@ def trajectory(model, cond):
 def test_features_come_from_the_chosen_block_at_the_chosen_size(model, cond):
     z = torch.randn(1, 4, 16, 16)
     out, feats = model.forward(z, 500, cond, FeatureSpec(blocks=(1, 2)), (20, 12))
-    ch = model.unet.up_blocks[1].resnets[-1].out_channels + model.unet.up_blocks[2].resnets[-1].out_channels
+    ch = model.network.unet.up_blocks[1].resnets[-1].out_channels + model.network.unet.up_blocks[2].resnets[-1].out_channels
     assert out.shape == z.shape and feats.shape == (1, ch, 20, 12)
     with pytest.raises(DragInputError, match="up_blocks 0..3"):
         model.check_features(FeatureSpec(blocks=(7,)))
@@ -104,13 +104,13 @@ def test_edited_branch_reads_the_originals_keys_and_values(model, cond, trajecto
     _, f2 = sample(model, other, edited, trajectory.steps, cond, None)
     assert torch.allclose(f1, f2, atol=1e-5)  # without control the branches are independent
     assert (e1 - e2).abs().max() > 1e-3  # with it, the edited output depends on the original
-    assert all(type(a.processor).__name__ != "_MutualAttention" for _, a, _ in self_attention_layers(model.unet))
+    assert all(type(p).__name__ != "_MutualAttention" for p in model.network.unet.attn_processors.values())
 
 
 def test_reference_layers_default_to_the_last_two_decoder_levels(model):
-    layers = ReferenceControl().layers(model.unet)
-    assert {up for _, _, up in layers} == {2, 3}
-    assert len(ReferenceControl(start_block=0).layers(model.unet)) == len(self_attention_layers(model.unet))
+    layers = model.network.attention_layers()
+    assert {layers[i].level for i in ReferenceControl().indices(model.network)} == {2, 3}
+    assert ReferenceControl(start_block=0).indices(model.network) == tuple(range(len(layers)))
 
 
 @pytest.mark.parametrize("mask, expected", [
@@ -132,8 +132,8 @@ def test_gradient_checkpointing_gives_the_same_drag_and_is_switched_off_after(co
     points = parse_points([[10, 12], [20, 12]])
     plain = drag(tiny_model(), trajectory, cond, points, (32, 32), schedule=SingleTimestep(5))
     saving = tiny_model()
-    saving.gradient_checkpointing = True
+    saving.network.gradient_checkpointing = True
     checkpointed = drag(saving, trajectory, cond, points, (32, 32), schedule=SingleTimestep(5))
     assert torch.allclose(plain.latent, checkpointed.latent, atol=1e-5)
     assert plain.history == checkpointed.history
-    assert not any(getattr(m, "gradient_checkpointing", False) for m in saving.unet.modules())
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in saving.network.unet.modules())

@@ -24,16 +24,16 @@ def denoising_loss(model, latent, cond, seed=1, n=16):
 def test_identity_lora_lowers_the_denoising_loss_and_touches_only_its_own_weights():
     model, cond = tiny_model(eps_scale=1.0), tiny_cond()
     latent = model.codec.encode(blob_image())
-    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
+    before = {k: v.clone() for k, v in model.network.unet.state_dict().items()}
     loss0 = denoising_loss(model, latent, cond)
     lora = train_identity_lora(model, latent, cond, LoraSettings(steps=30, learning_rate=5e-3, rank=4))
 
-    after = model.unet.state_dict()
+    after = model.network.unet.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
-    assert not hasattr(model.unet, "peft_config") or not model.unet.peft_config
+    assert not hasattr(model.network.unet, "peft_config") or not model.network.unet.peft_config
     assert lora.state and all("lora_A" in k or "lora_B" in k for k in lora.state)
     assert any(k.endswith("attn1.to_out.0.lora_B.weight") for k in lora.state)
-    with lora.applied(model.unet):
+    with lora.applied(model.network):
         loss1 = denoising_loss(model, latent, cond)
     assert loss1 < 0.9 * loss0
     assert denoising_loss(model, latent, cond) == loss0  # removed again, exactly
@@ -68,8 +68,8 @@ def test_image_sizes_the_models_cannot_take_are_rejected():
 
 def test_cancel_from_the_callback_stops_and_leaves_the_unet_clean():
     model, cond = tiny_model(), tiny_cond()
-    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
-    procs = {k: type(v) for k, v in model.unet.attn_processors.items()}
+    before = {k: v.clone() for k, v in model.network.unet.state_dict().items()}
+    procs = {k: type(v) for k, v in model.network.unet.attn_processors.items()}
 
     class Cancelled(Exception):
         pass
@@ -84,8 +84,8 @@ def test_cancel_from_the_callback_stops_and_leaves_the_unet_clean():
     for stage in ("lora", "invert", "drag", "sample"):
         with pytest.raises(Cancelled):
             run_edit(model, blob_image(), parse_points([[10, 12], [18, 12]]), cond, config, callback=cancel_in(stage))
-        assert {k: type(v) for k, v in model.unet.attn_processors.items()} == procs
-        after = model.unet.state_dict()
+        assert {k: type(v) for k, v in model.network.unet.attn_processors.items()} == procs
+        after = model.network.unet.state_dict()
         assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
@@ -111,12 +111,12 @@ def test_a_half_precision_unet_runs_the_whole_edit_in_mixed_precision(half, tole
     points = parse_points([[10, 12], [18, 12]])
     full = run_edit(tiny_model(), blob_image(), points, cond, config)
     model = tiny_model()
-    model.unet.to(half)
-    weights = {k: v.clone() for k, v in model.unet.state_dict().items()}
+    model.network.unet.to(half)
+    weights = {k: v.clone() for k, v in model.network.unet.state_dict().items()}
     mixed = run_edit(model, blob_image(), points, cond, config)
     assert mixed.latent.dtype == torch.float32 and torch.isfinite(mixed.image).all()
     assert all(v.dtype == torch.float32 for v in mixed.lora.state.values())
-    after = model.unet.state_dict()
+    after = model.network.unet.state_dict()
     assert after.keys() == weights.keys() and all(torch.equal(weights[k], after[k]) for k in weights)
     assert mixed.drag.history == full.drag.history
     assert (mixed.latent - full.latent).norm() < tolerance * full.latent.norm()

@@ -488,9 +488,9 @@ def test_same_inputs_give_bitwise_the_same_edit_and_change_nothing(name):
     model = tiny_model(num_steps=6)
     image, mask, cond = blob_image(), torch.zeros(32, 32), tiny_cond()
     mask[4:28, 4:28] = 1
-    weights = {k: v.clone() for k, v in model.unet.state_dict().items()}
-    procs = {k: type(v) for k, v in model.unet.attn_processors.items()}
-    flags = {k: p.requires_grad for k, p in model.unet.named_parameters()}
+    weights = {k: v.clone() for k, v in model.network.unet.state_dict().items()}
+    procs = {k: type(v) for k, v in model.network.unet.attn_processors.items()}
+    flags = {k: p.requires_grad for k, p in model.network.unet.named_parameters()}
     inputs = image.clone(), mask.clone(), cond.context.clone()
 
     first = edit_once(model, name, image, mask, cond)
@@ -501,12 +501,12 @@ def test_same_inputs_give_bitwise_the_same_edit_and_change_nothing(name):
     assert first.drag.history == second.drag.history
 
     assert torch.equal(image, inputs[0]) and torch.equal(mask, inputs[1]) and torch.equal(cond.context, inputs[2])
-    after = model.unet.state_dict()
+    after = model.network.unet.state_dict()
     assert after.keys() == weights.keys() and all(torch.equal(after[k], weights[k]) for k in weights)
-    assert {k: type(v) for k, v in model.unet.attn_processors.items()} == procs
-    assert not getattr(model.unet, "peft_config", None)
-    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.unet.modules())
-    assert {k: p.requires_grad for k, p in model.unet.named_parameters()} == flags
+    assert {k: type(v) for k, v in model.network.unet.attn_processors.items()} == procs
+    assert not getattr(model.network.unet, "peft_config", None)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.network.unet.modules())
+    assert {k: p.requires_grad for k, p in model.network.unet.named_parameters()} == flags
 
 
 def test_auto_mask_rejects_bad_points_before_any_model_work(model):

@@ -135,7 +135,7 @@ def test_alternating_schedule_interleaves_exactly_the_expected_denoising_steps(t
     def counted(*a, **k):
         passes["grad" if torch.is_grad_enabled() else "nograd"] += 1
         # GoodDrag: reference attention only after the drag phase, never in its denoising steps
-        assert not any(type(p).__name__ == "_MutualAttention" for p in model.unet.attn_processors.values())
+        assert not any(type(p).__name__ == "_MutualAttention" for p in model.network.unet.attn_processors.values())
         return forward(*a, **k)
     monkeypatch.setattr(model, "forward", counted)
 

@@ -4,6 +4,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from comfyui_drag.drag_ops.model import Conditioning, DiffusersVAECodec, DiffusionModel
+from comfyui_drag.drag_ops.network import DiffusersUNet
 from comfyui_drag.drag_ops.schedule import DDIMSchedule
 
 CONTEXT_DIM = 32
@@ -34,7 +35,7 @@ def tiny_model(num_steps: int = 10, seed: int = 0, eps_scale: float = 0.1) -> Di
     with torch.no_grad():
         unet.conv_out.weight.mul_(eps_scale)
         unet.conv_out.bias.mul_(eps_scale)
-    return DiffusionModel(unet, DiffusersVAECodec(tiny_vae(seed), scaling_factor=1.0),
+    return DiffusionModel(DiffusersUNet(unet), DiffusersVAECodec(tiny_vae(seed), scaling_factor=1.0),
                           DDIMSchedule.stable_diffusion(num_steps))
 
 
