@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import rules
 from .model import Conditioning, DiffusionModel
 from .progress import Callback, report
+from .rules import Items, Number, Text
 
 ADAPTER = "drag_identity"
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -29,14 +31,14 @@ class LoraSettings:
     targets: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
 
+    # the Drag Identity LoRA node's ranges
+    RULES = {"rank": Number(1, 256, whole=True), "alpha": Number(0, 10_000, above=True, optional=True),
+             "learning_rate": Number(0, 1, above=True), "steps": Number(0, 10_000, whole=True),
+             "batch_size": Number(1, 64, whole=True), "targets": Items(Text(), 1, 64),
+             "seed": Number(0, 2 ** 63 - 1, whole=True)}
+
     def __post_init__(self):
-        if not (1 <= self.rank <= 256 and 1 <= self.batch_size <= 64 and self.steps >= 0):  # the node's ranges
-            raise ValueError(f"LoRA rank and batch size must be at least 1 (at most 256 and 64) and steps at least "
-                             f"0, got rank {self.rank}, batch size {self.batch_size}, steps {self.steps}")
-        if not self.learning_rate > 0 or (self.alpha is not None and not self.alpha > 0):
-            raise ValueError("the LoRA learning rate and alpha must be positive")
-        if not self.targets:
-            raise ValueError("the LoRA needs at least one target module name")
+        rules.check(self)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class LoraWeights:
     rank: int
     alpha: float
     targets: tuple[str, ...]
+    settings: LoraSettings | None = None  # how it was trained (None: made elsewhere)
 
     @contextmanager
     def applied(self, unet):
@@ -87,6 +90,21 @@ def _adapter(unet, rank: int, alpha: float, targets, seed: int = 0):
             p.requires_grad_(flags.get(n, p.requires_grad))
 
 
+def check_targets(unet, targets) -> None:
+    """Every target names layers a LoRA can adapt in this UNet (peft's rule: the module's name, or
+    its last dotted parts); raises DragInputError (no input: the caller knows who chose them)."""
+    from .errors import DragInputError
+    modules = list(unet.named_modules())
+    for target in targets:
+        found = [m for name, m in modules if name == target or name.endswith("." + target)]
+        if not found:
+            raise DragInputError(f"LoRA target modules named {target!r} do not exist in this UNet (SD's attention "
+                                 "projections are to_q, to_k, to_v, to_out.0)")
+        if not any(isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) for m in found):
+            raise DragInputError(f"the modules named {target!r} are not linear or convolution layers, which is "
+                                 "what a LoRA adapts")
+
+
 def random_crops(latent: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """n random shifted crops of a [1, C, h, w] latent (edge-padded by ~1/10 of its size)."""
     h, w = latent.shape[-2:]
@@ -101,6 +119,7 @@ def train_identity_lora(model: DiffusionModel, latent: torch.Tensor, cond: Condi
     """Fine-tune a LoRA on one image's latent [1, C, h, w] with the plain denoising loss."""
     from peft import get_peft_model_state_dict
     unet, schedule = model.unet, model.schedule
+    check_targets(unet, settings.targets)
     alpha = float(settings.alpha if settings.alpha is not None else settings.rank)
     gen = torch.Generator().manual_seed(settings.seed)
     dev = model.device
@@ -124,4 +143,4 @@ def train_identity_lora(model: DiffusionModel, latent: torch.Tensor, cond: Condi
             report(callback, "lora", step, settings.steps, {"loss": loss.item()})
         state = {k: v.detach().to("cpu", torch.float32).clone()
                  for k, v in get_peft_model_state_dict(unet, adapter_name=ADAPTER).items()}
-    return LoraWeights(state, settings.rank, alpha, tuple(settings.targets))
+    return LoraWeights(state, settings.rank, alpha, tuple(settings.targets), settings)

@@ -14,7 +14,10 @@ import torch
 
 from .inversion import Trajectory
 from .model import Conditioning, DiffusionModel
+from . import rules
+from .errors import DragInputError
 from .progress import Callback, report
+from .rules import Number
 
 
 def self_attention_layers(unet) -> list[tuple[str, object, int]]:
@@ -39,15 +42,22 @@ class ReferenceControl:
 
     start_block: int | None = None
 
+    RULES = {"start_block": Number(0, 1000, whole=True, optional=True)}  # which exist: layers()
+
+    def __post_init__(self):
+        rules.check(self)
+
     def layers(self, unet):
+        """The controlled layers; DragInputError (no input: the caller knows who chose) if there are none."""
         layers = self_attention_layers(unet)
         if self.start_block is not None:
             if not 0 <= self.start_block < len(layers):
-                from .errors import DragInputError
                 raise DragInputError(f"reference start block {self.start_block} does not exist: this UNet has "
-                                     f"transformer blocks 0..{len(layers) - 1}", input="reference_start_block")
+                                     f"transformer blocks 0..{len(layers) - 1}")
             return layers[self.start_block:]
         ups = sorted({up for _, _, up in layers if up >= 0})[-2:]
+        if not ups:
+            raise DragInputError("this UNet has no self-attention in its decoder for reference attention to share")
         return [layer for layer in layers if layer[2] in ups]
 
 
