@@ -21,10 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import rules
 from .errors import DragInputError
 from .model import Conditioning, DiffusionModel, FeatureSpec
 from .network import Stage
 from .points import DragPoints
+from .rules import Flag, Items, Number
 
 
 @dataclass
@@ -60,11 +62,17 @@ class AutoMaskSettings:
     smooth: bool = True
     seed: int = 0
 
+    # bounds keep a shared workflow from asking for hours of uncancellable work; which blocks exist
+    # depends on the model (checked before the edit, with the model)
+    RULES = {"n_segments": Number(1, 10_000, whole=True), "compactness": Number(0, 10_000, above=True),
+             "timestep": Number(0, 999, whole=True), "ensemble": Number(1, 64, whole=True),
+             "blocks": Items(Number(-64, 63, whole=True), 1, 16, optional=True),
+             "channels": Number(1, 64, whole=True), "colour_weight": Number(0, 100),
+             "dilation": Number(0, 4096, whole=True, optional=True), "smooth": Flag(),
+             "seed": Number(0, 2 ** 63 - 1, whole=True)}
+
     def __post_init__(self):
-        # bounds keep a shared workflow from asking for hours of uncancellable work
-        if not (1 <= self.n_segments <= 10_000 and 1 <= self.ensemble <= 64 and 1 <= self.channels <= 64):
-            raise ValueError(f"need 1 <= n_segments <= 10000, 1 <= ensemble <= 64 and 1 <= channels <= 64, got "
-                             f"{self.n_segments}, {self.ensemble}, {self.channels}")
+        rules.check(self)
 
 
 # -- the semantic space ------------------------------------------------------------------------

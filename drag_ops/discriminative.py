@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import torch
 
-from .coords import sample_at, square_offsets
+from . import rules
+from .coords import MAX_RADIUS, sample_at, square_offsets
+from .rules import Number
 from .supervision import PointDragSupervision
 
 
@@ -69,11 +71,13 @@ class DiscriminativeTracker:
 
     name = "discriminative"
     reports_confidence = True
+    RULES = {"radius": Number(1, MAX_RADIUS, whole=True),  # r2
+             "weight": Number(0, 1),  # lambda (eq. 2)
+             "label_sigma": Number(0, MAX_RADIUS, above=True), "ridge": Number(0, 1000, above=True)}
 
     def __init__(self, radius: int = 3, weight: float = 0.3, label_sigma: float = 1.0, ridge: float = 0.01):
-        if radius < 1 or not 0 <= weight <= 1 or label_sigma <= 0 or ridge <= 0:
-            raise ValueError("need radius >= 1, 0 <= weight <= 1, label_sigma > 0 and ridge > 0")
         self.radius, self.weight, self.label_sigma, self.ridge = radius, weight, label_sigma, ridge
+        rules.check(self)
 
     def begin(self, s) -> None:
         self._offsets = square_offsets(self.radius).to(s.orig_feats.device)
@@ -110,12 +114,13 @@ class ConfidentSupervision(PointDragSupervision):
     """
 
     name = "confident"
+    # the reference is chosen per handle and step (eq. 4-5), so it is not a setting here
+    RULES = {"radius": PointDragSupervision.RULES["radius"], "step": PointDragSupervision.RULES["step"],
+             "threshold": Number(0, 1)}  # tau
 
     def __init__(self, radius: int = 1, step: float | None = None, threshold: float = 0.4):
-        super().__init__(radius=radius, step=step)
-        del self.reference  # the reference is chosen per handle and step, not a setting
-        self.name = "confident"
-        self.threshold = threshold
+        self.radius, self.step, self.threshold = radius, step, threshold
+        rules.check(self)
 
     def begin(self, s) -> None:
         super().begin(s)

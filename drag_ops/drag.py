@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .coords import Geometry
+from . import rules
+from .coords import MAX_RADIUS, Geometry
 from .errors import DragInputError
 from .inversion import Trajectory
 from .model import Conditioning, DiffusionModel, FeatureSpec
 from .network import Stage
 from .points import DragPoints
 from .progress import Callback, report
+from .rules import Choice, Number, Part
 from .schedules import SingleTimestep
 from .supervision import PointDragSupervision
 from .tracking import NearestNeighbourTracker
@@ -34,11 +36,12 @@ class DragSettings:
     reach_distance: float = 2.0  # feature pixels
     features: FeatureSpec = field(default_factory=FeatureSpec)
 
+    RULES = {"learning_rate": Number(0, 1, above=True), "mask_weight": Number(0, 1e6),
+             "mask_reduction": Choice(("sum", "mean")), "mask_reference": Choice(("step", "trajectory")),
+             "reach_distance": Number(0, MAX_RADIUS), "features": Part(FeatureSpec)}
+
     def __post_init__(self):
-        if self.mask_reduction not in ("sum", "mean"):
-            raise ValueError(f"mask_reduction is 'sum' or 'mean', got {self.mask_reduction!r}")
-        if self.mask_reference not in ("step", "trajectory"):
-            raise ValueError(f"mask_reference is 'step' or 'trajectory', got {self.mask_reference!r}")
+        rules.check(self)
 
 
 @dataclass

@@ -34,7 +34,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import rules
 from .coords import sample_at, square_offsets
+from .rules import Flag, Number
 
 
 def patch_tokens(latent: torch.Tensor, centre_xy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -74,9 +76,13 @@ class CorrespondenceGuidance:
     fraction: float = 0.5  # of the sampling steps, from the first
     through_model: bool = False
 
+    RULES = {"radius": Number(0, 64, whole=True), "temperature": Number(0, 100, above=True),
+             "step_size": Number(0, 10),
+             "iterations": Number(1, 100, whole=True),  # per sampling step, where cancel is not checked
+             "fraction": Number(0, 1), "through_model": Flag()}
+
     def __post_init__(self):
-        if not 1 <= self.iterations <= 100:  # per sampling step, where cancel is not checked
-            raise ValueError(f"need 1 <= iterations <= 100, got {self.iterations}")
+        rules.check(self)
 
     def bind(self, model, cond, trajectory, result) -> "BoundCorrespondence":
         """For one edit: the model and prompt, the input's trajectory, the drag's result (points, geometry)."""

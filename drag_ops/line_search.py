@@ -34,7 +34,9 @@ import math
 
 import torch
 
-from .coords import sample_at, square_offsets
+from . import rules
+from .coords import MAX_RADIUS, sample_at, square_offsets
+from .rules import Number
 
 
 def patch_mean(feats: torch.Tensor, xy: torch.Tensor, radius: int) -> torch.Tensor:
@@ -60,11 +62,13 @@ class AdaptiveTemplateSupervision:
     """
 
     name = "adaptive_template"
+    RULES = {"radius": Number(0, MAX_RADIUS, whole=True),  # r (eq. 1)
+             "target_distance": Number(0, 1000, above=True),  # l
+             "max_update": Number(0, 1, above=True)}  # the cap on lambda (eq. 4)
 
     def __init__(self, radius: int = 3, target_distance: float = 1.0, max_update: float = 0.5):
-        if radius < 0 or target_distance <= 0 or not 0 < max_update <= 1:
-            raise ValueError("need radius >= 0, target_distance > 0 and 0 < max_update <= 1")
         self.radius, self.target_distance, self.max_update = radius, target_distance, max_update
+        rules.check(self)
 
     def begin(self, s) -> None:
         self.ensure_template(s)
@@ -114,11 +118,12 @@ class LineSearchTracker:
     """
 
     name = "line_search"
+    RULES = {"max_step": Number(0, MAX_RADIUS, above=True),  # d, feature pixels
+             "steps_per_target": Number(1, 1000, whole=True), "candidates": Number(1, 1000, whole=True)}
 
     def __init__(self, max_step: float = 5.0, steps_per_target: int = 5, candidates: int = 10):
-        if max_step <= 0 or steps_per_target < 1 or not 1 <= candidates <= 1000:
-            raise ValueError("need max_step > 0, steps_per_target >= 1 and 1 <= candidates <= 1000")
         self.max_step, self.steps_per_target, self.candidates = max_step, steps_per_target, candidates
+        rules.check(self)
 
     # -- the line ------------------------------------------------------------------------
     def _direction(self, s) -> torch.Tensor:

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import rules
 from .errors import DragInputError
 from .model import Conditioning, DiffusionModel
 from .network import Stage
 from .progress import Callback, report
+from .rules import Items, Number, Text
 
 ADAPTER = "drag_identity"
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -31,14 +33,14 @@ class LoraSettings:
     targets: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
 
+    # the Drag Identity LoRA node's ranges
+    RULES = {"rank": Number(1, 256, whole=True), "alpha": Number(0, 10_000, above=True, optional=True),
+             "learning_rate": Number(0, 1, above=True), "steps": Number(0, 10_000, whole=True),
+             "batch_size": Number(1, 64, whole=True), "targets": Items(Text(), 1, 64),
+             "seed": Number(0, 2 ** 63 - 1, whole=True)}
+
     def __post_init__(self):
-        if not (1 <= self.rank <= 256 and 1 <= self.batch_size <= 64 and self.steps >= 0):  # the node's ranges
-            raise ValueError(f"LoRA rank and batch size must be at least 1 (at most 256 and 64) and steps at least "
-                             f"0, got rank {self.rank}, batch size {self.batch_size}, steps {self.steps}")
-        if not self.learning_rate > 0 or (self.alpha is not None and not self.alpha > 0):
-            raise ValueError("the LoRA learning rate and alpha must be positive")
-        if not self.targets:
-            raise ValueError("the LoRA needs at least one target module name")
+        rules.check(self)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class LoraWeights:
     rank: int
     alpha: float
     targets: tuple[str, ...]
+    settings: LoraSettings | None = None  # how it was trained (None: made elsewhere)
 
     @contextmanager
     def applied(self, network):
@@ -136,6 +139,21 @@ def _adapter(network, rank: int, alpha: float, targets, seed: int = 0):
                 p.requires_grad_(flags[n])
 
 
+def check_targets(network, targets) -> None:
+    """Every target names layers a LoRA can adapt in this network (peft's rule: the module's name,
+    or its last dotted parts, as the network names them); raises DragInputError (no input: the
+    caller knows who chose them)."""
+    modules = list(network.lora_root().named_modules())
+    for target, name in zip(targets, network.lora_targets(targets)):
+        found = [m for path, m in modules if path == name or path.endswith("." + name)]
+        if not found:
+            raise DragInputError(f"LoRA target modules named {target!r} do not exist in this UNet (SD's attention "
+                                 "projections are to_q, to_k, to_v, to_out.0)")
+        if not any(isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) for m in found):
+            raise DragInputError(f"the modules named {target!r} are not linear or convolution layers, which is "
+                                 "what a LoRA adapts")
+
+
 def random_crops(latent: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """n random shifted crops of a [1, C, h, w] latent (edge-padded by ~1/10 of its size)."""
     h, w = latent.shape[-2:]
@@ -148,6 +166,7 @@ def random_crops(latent: torch.Tensor, n: int, generator: torch.Generator) -> to
 def train_identity_lora(model: DiffusionModel, latent: torch.Tensor, cond: Conditioning,
                         settings: LoraSettings = LoraSettings(), callback: Callback | None = None) -> LoraWeights:
     """Fine-tune a LoRA on one image's latent [1, C, h, w] with the plain denoising loss."""
+    check_targets(model.network, settings.targets)
     stage = Stage("lora", batch=settings.batch_size, grad=True)
     return model.run(stage, cond, latent.shape[-2:], lambda: _train(model, latent, cond, settings, callback))
 
@@ -179,4 +198,4 @@ def _train(model, latent, cond, settings, callback) -> LoraWeights:
         for module, layer in layers.items():
             state[f"{module}.lora_A.weight"] = layer.lora_A[ADAPTER].weight.detach().to("cpu", torch.float32).clone()
             state[f"{module}.lora_B.weight"] = layer.lora_B[ADAPTER].weight.detach().to("cpu", torch.float32).clone()
-    return LoraWeights(state, settings.rank, alpha, tuple(settings.targets))
+    return LoraWeights(state, settings.rank, alpha, tuple(settings.targets), settings)

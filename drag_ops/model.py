@@ -14,11 +14,14 @@ from typing import Callable, Protocol, TypeVar
 import torch
 import torch.nn.functional as F
 
+from . import rules
 from .errors import DragInputError
 from .network import Network, Stage
+from .rules import Items, Number
 from .schedule import DDIMSchedule
 
 T = TypeVar("T")
+MAX_FEATURE_SIZE = 4096  # feature pixels a side (SD at 512 px: 256)
 
 
 class LatentCodec(Protocol):
@@ -90,10 +93,13 @@ class FeatureSpec:
     blocks: tuple[int, ...] = (2,)
     size: tuple[int, int] | None = None  # (height, width)
 
+    # which blocks exist depends on the model: DiffusionModel.check_features
+    RULES = {"blocks": Items(Number(-64, 63, whole=True), 1, 16),
+             "size": Items(Number(1, MAX_FEATURE_SIZE, whole=True), 2, 2, optional=True,
+                           label="[height, width] in feature pixels")}
+
     def __post_init__(self):
-        if self.size is not None and (not isinstance(self.size, tuple) or len(self.size) != 2
-                                      or min(self.size) < 1):
-            raise ValueError(f"the feature size is [height, width] in feature pixels, got {self.size!r}")
+        rules.check(self)
 
     def resolve(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         return self.size or (image_hw[0] // 2, image_hw[1] // 2)
@@ -128,7 +134,7 @@ class DiffusionModel:
         bad = [b for b in spec.blocks if not -n <= b < n]
         if not spec.blocks or bad:
             raise DragInputError(f"feature blocks {list(spec.blocks)} do not exist: this UNet has up_blocks "
-                                 f"0..{n - 1} (set drag.features.blocks)", input="overrides")
+                                 f"0..{n - 1}", input="overrides")
 
     def run(self, stage: Stage, cond: Conditioning, latent_hw: tuple[int, int], body: Callable[[], T]) -> T:
         """Run one stage of an edit (every forward of the stage inside body) in the network's frame."""

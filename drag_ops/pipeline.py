@@ -12,6 +12,7 @@ from .errors import DragInputError
 from .inversion import Trajectory, invert
 from .lora import LoraWeights, train_identity_lora
 from .model import Conditioning, DiffusionModel
+from .plan import STAGES, check_depth, check_image_size, plan
 from .points import DragPoints
 from .presets import EditConfig
 from .progress import Callback
@@ -31,21 +32,15 @@ class EditResult:
 def check_image(image: torch.Tensor, model: DiffusionModel) -> tuple[int, int]:
     if not torch.is_tensor(image) or image.dim() != 4 or image.shape[:2] != (1, 3):
         raise DragInputError(f"image must be [1, 3, H, W], got {tuple(getattr(image, 'shape', ()))}", input="image")
-    h, w = image.shape[-2:]
-    m = model.size_multiple
-    if h % m or w % m or h < m or w < m:
-        raise DragInputError(f"image size {w}x{h}: both sides must be a non-zero multiple of {m} (VAE "
-                             "downscale x UNet downsampling); resize or crop it", input="image")
-    return h, w
+    hw = tuple(image.shape[-2:])
+    check_image_size(hw, model)
+    return hw
 
 
 def truncate(trajectory: Trajectory, model: DiffusionModel, strength: float) -> Trajectory:
     """The trajectory up to a preset's inversion strength (an inversion to a larger strength
     passes through the same latents, so one inversion serves every preset)."""
-    k = model.schedule.steps_for_strength(strength)
-    if k > trajectory.steps:
-        raise DragInputError(f"inversion strength {strength} needs {k} inversion steps but only "
-                             f"{trajectory.steps} were done; invert with a larger strength", input="inversion")
+    k = check_depth(model, strength, trajectory.steps)
     return Trajectory(trajectory.latents[:k + 1])
 
 
@@ -84,9 +79,11 @@ def run_edit(model: DiffusionModel, image: torch.Tensor, points: DragPoints, con
              config: EditConfig = EditConfig(), mask: torch.Tensor | None = None,
              callback: Callback | None = None) -> EditResult:
     """Drag-edit one image [1, 3, H, W] in [-1, 1] (points in image pixels, mask [H, W] or None).
-    With config.auto_mask the mask is the superpixel auto-mask (intersected with `mask` if given)."""
+    With config.auto_mask the mask is the superpixel auto-mask (intersected with `mask` if given).
+    Everything the stages would find wrong with the inputs is found before the first (:func:`.plan.plan`)."""
     image_hw = check_image(image, model)
-    points.validate_in(image_hw[1], image_hw[0])
+    plan(model, config, STAGES if config.lora else STAGES[1:], image_hw=image_hw, points=points, mask=mask,
+         cond=cond)
     latent = model.codec.encode(image.to(model.device))
     lora = train_identity_lora(model, latent, cond, config.lora, callback) if config.lora else None
     if lora is not None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import rules
 from .automask import AutoMaskSettings
 from .drag import DragSettings
 from .guidance import CorrespondenceGuidance
 from .lora import LoraSettings
 from .reference import ReferenceControl
+from .rules import Number, Part
 from .discriminative import ConfidentSupervision, DiscriminativeTracker
 from .line_search import AdaptiveTemplateSupervision, LineSearchTracker
 from .overrides import settings_of
@@ -31,6 +33,14 @@ class EditConfig:
     reference: ReferenceControl | None = field(default_factory=ReferenceControl)
     auto_mask: AutoMaskSettings | None = None  # AdaptiveDrag: superpixel mask along the drag
     guidance: CorrespondenceGuidance | None = None  # AdaptiveDrag: CLoss during sampling
+
+    RULES = {"inversion_strength": Number(0, 1, above=True), "lora": Part(LoraSettings, optional=True),
+             "drag": Part(DragSettings), "tracker": Part(), "supervision": Part(), "schedule": Part(),
+             "reference": Part(ReferenceControl, optional=True), "auto_mask": Part(AutoMaskSettings, optional=True),
+             "guidance": Part(CorrespondenceGuidance, optional=True)}
+
+    def __post_init__(self):
+        rules.check(self)
 
 
 def dragdiffusion() -> EditConfig:
@@ -78,9 +88,10 @@ def stabledrag() -> EditConfig:
 def gooddrag() -> EditConfig:
     """GoodDrag (Zhang et al. 2024): alternating drag and denoising + information-preserving supervision.
 
-    Strength 0.75 (T = 38), r1 = 4, r2 = 12, beta = 4, lambda 0.2, Adam 0.02, K = 70, B = 10, J = 3
-    (Sec. 4.1); mask reference the original trajectory's z_{t-1} (eq. 8); features up_blocks[2] as the
-    authors' code (the paper says the last layer); LoRA on to_q/k/v (method-notes).
+    Strength 0.75 (T = 38), r1 = 4, r2 = 12, beta = 4, lambda 0.2, Adam 0.02, K = 70 (drag_rounds),
+    B = 10 (rounds_per_denoise), J = 3 (supervision_steps) (Sec. 4.1); mask reference the original
+    trajectory's z_{t-1} (eq. 8); features up_blocks[2] as the authors' code (the paper says the
+    last layer); LoRA on to_q/k/v (method-notes).
     """
     return EditConfig(
         inversion_strength=0.75,
@@ -180,7 +191,10 @@ SOURCES = {
         "drag.features": f"up_blocks[2] as the authors' code ({_NOTES}); the paper says the last layer",
         "tracker": "GoodDrag Sec. 4.1: nearest neighbour, r2 = 12",
         "supervision": "GoodDrag Sec. 3.4 (eq. 8): information-preserving, r1 = 4, beta = 4",
-        "schedule": "GoodDrag Sec. 3.3 / Alg. 1: AlDD with K = 70, B = 10, J = 3",
+        "schedule": "GoodDrag Sec. 3.3 / Alg. 1: AlDD, alternating drag and denoise",
+        "schedule.drag_rounds": "GoodDrag Sec. 4.1 / Alg. 1: K = 70 drag operations",
+        "schedule.rounds_per_denoise": "GoodDrag Sec. 4.1 / Alg. 1: B = 10 drag operations per denoising step",
+        "schedule.supervision_steps": "GoodDrag Sec. 4.1 / Alg. 1: J = 3 motion-supervision steps per drag operation",
         "reference": "GoodDrag Sec. 4.1: Latent-MasaCtrl from the 10th layer, after the drag phase",
     },
     "AdaptiveDrag": {

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 import torch
 
+from . import rules
+from .errors import DragInputError
 from .inversion import Trajectory
 from .model import Conditioning, DiffusionModel
 from .network import Stage
 from .progress import Callback, report
+from .rules import Number
 
 
 @dataclass
@@ -25,15 +28,23 @@ class ReferenceControl:
 
     start_block: int | None = None
 
+    RULES = {"start_block": Number(0, 1000, whole=True, optional=True)}  # which exist: indices()
+
+    def __post_init__(self):
+        rules.check(self)
+
     def indices(self, network) -> tuple[int, ...]:
+        """The controlled layers (indices into network.attention_layers()); DragInputError (no input:
+        the caller knows who chose) if there are none."""
         layers = network.attention_layers()
         if self.start_block is not None:
             if not 0 <= self.start_block < len(layers):
-                from .errors import DragInputError
                 raise DragInputError(f"reference start block {self.start_block} does not exist: this UNet has "
-                                     f"transformer blocks 0..{len(layers) - 1}", input="reference_start_block")
+                                     f"transformer blocks 0..{len(layers) - 1}")
             return tuple(range(self.start_block, len(layers)))
         levels = sorted({layer.level for layer in layers if layer.level >= 0})[-2:]
+        if not levels:
+            raise DragInputError("this UNet has no self-attention in its decoder for reference attention to share")
         return tuple(i for i, layer in enumerate(layers) if layer.level in levels)
 
 

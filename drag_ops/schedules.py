@@ -7,15 +7,22 @@ import copy
 
 import torch
 
+from . import rules
+from .rules import Number
+
+MAX_STEPS = 10_000  # of any drag budget: a shared workflow cannot ask for days of updates
+
 
 class SingleTimestep:
     """DragDiffusion: every motion-supervision step at the inversion timestep t; one forward per
     step serves both tracking (with the previous update's features) and the next loss."""
 
     name = "single"
+    RULES = {"max_steps": Number(1, MAX_STEPS, whole=True)}
 
     def __init__(self, max_steps: int = 80):
         self.max_steps = max_steps
+        rules.check(self)
 
     def total(self) -> int:
         return self.max_steps
@@ -31,10 +38,11 @@ class SingleTimestep:
 
 
 class AlternatingDragDenoise:
-    """GoodDrag AlDD (Sec. 3.3, Alg. 1): K drag operations; each is J motion-supervision steps at the
-    current timestep followed by point tracking on the result; after every B-th drag operation one
-    DDIM denoising step takes the latent (and the original's features, the references) to the
-    next timestep. K = 70, B = 10 give 7 denoising steps, so the drag ends at step T - K/B.
+    """GoodDrag AlDD (Sec. 3.3, Alg. 1): K drag operations (``drag_rounds``); each is J
+    motion-supervision steps (``supervision_steps``) at the current timestep followed by point
+    tracking on the result; after every B-th drag operation (``rounds_per_denoise``) one DDIM
+    denoising step takes the latent (and the original's features, the references) to the next
+    timestep. K = 70, B = 10 give 7 denoising steps, so the drag ends at step T - K/B.
 
     Passes: the forward that tracks a drag operation's result also serves the next operation's
     first step; where a denoising step follows, that forward runs without gradients and its noise
@@ -46,27 +54,30 @@ class AlternatingDragDenoise:
     """
 
     name = "alternating"
+    RULES = {"rounds_per_denoise": Number(1, 1000, whole=True),  # B
+             "supervision_steps": Number(1, 100, whole=True),  # J
+             "drag_rounds": Number(1, MAX_STEPS, whole=True)}  # K
 
     def __init__(self, rounds_per_denoise: int = 10, supervision_steps: int = 3, drag_rounds: int = 70):
-        if rounds_per_denoise < 1 or supervision_steps < 1 or drag_rounds < 1:
-            raise ValueError("need rounds_per_denoise, supervision_steps and drag_rounds >= 1")
-        self.B, self.J, self.K = rounds_per_denoise, supervision_steps, drag_rounds
+        self.rounds_per_denoise, self.supervision_steps, self.drag_rounds = \
+            rounds_per_denoise, supervision_steps, drag_rounds
+        rules.check(self)
 
     def total(self) -> int:
-        return self.K * self.J
+        return self.drag_rounds * self.supervision_steps  # K * J updates
 
     def denoise_steps(self) -> int:
-        return self.K // self.B
+        return self.drag_rounds // self.rounds_per_denoise  # K / B
 
     def run(self, s) -> None:
         out, feats = s.forward()
-        for rnd in range(self.K):
-            for j in range(self.J):  # Alg. 1 lines 7-9
+        for rnd in range(self.drag_rounds):  # K
+            for j in range(self.supervision_steps):  # J; Alg. 1 lines 7-9
                 if j:
                     out, feats = s.forward()
                 s.update(out, feats)
-            denoise = (rnd + 1) % self.B == 0  # line 12
-            last = rnd + 1 == self.K
+            denoise = (rnd + 1) % self.rounds_per_denoise == 0  # every B-th; line 12
+            last = rnd + 1 == self.drag_rounds
             with torch.no_grad() if denoise or last else contextlib.nullcontext():
                 out, feats = s.forward()
             s.track(feats)  # line 11, on z_t^{k+1} at t
@@ -100,11 +111,12 @@ class PositionSupervisedBacktracking:
     """
 
     name = "adaptive"
+    RULES = {"n": Number(1, MAX_STEPS, whole=True), "max_steps": Number(1, MAX_STEPS, whole=True),
+             "max_retries": Number(0, 100, whole=True), "retry_lr_factor": Number(0, 1, above=True)}
 
     def __init__(self, n: int = 80, max_steps: int = 300, max_retries: int = 3, retry_lr_factor: float = 0.5):
-        if n < 1 or max_steps < 1 or max_retries < 0 or not 0 < retry_lr_factor <= 1:
-            raise ValueError("need n >= 1, max_steps >= 1, max_retries >= 0 and 0 < retry_lr_factor <= 1")
         self.n, self.max_steps, self.max_retries, self.retry_lr_factor = n, max_steps, max_retries, retry_lr_factor
+        rules.check(self)
         self.verdicts: list[str] = []  # per update: "accept", "short", "reject" (undone) or "forced"
 
     def total(self) -> int:

@@ -25,8 +25,10 @@ import math
 
 import torch
 
+from . import rules
 from .automask import AutoMaskSettings, superpixels_of_latent
 from .coords import sample_at
+from .rules import Part
 from .supervision import unit_steps
 
 
@@ -66,12 +68,16 @@ def region_offsets(regions: torch.Tensor, start: torch.Tensor, target: torch.Ten
 
 class _Regions:
     uses_regions = True  # the pipeline hands these strategies superpixel labels
+    # no settings of their own (the radii follow the superpixel, adaptive_radii); superpixels: how a
+    # bare drag() without labels makes them (None: AutoMaskSettings' defaults)
+    RULES = {"superpixels": Part(AutoMaskSettings, optional=True)}
 
     def __init__(self, superpixels: AutoMaskSettings | None = None):
-        self._superpixels = superpixels or AutoMaskSettings()  # only for a bare drag() without labels
+        self.superpixels = superpixels
+        rules.check(self)
 
     def areas(self, s) -> list[int]:
-        regions = ensure_regions(s, self._superpixels)
+        regions = ensure_regions(s, self.superpixels or AutoMaskSettings())
         h, w = regions.shape
         out = []
         for x, y in s.starts.tolist():
@@ -87,7 +93,7 @@ class SemanticRegionTracker(_Regions):
     name = "semantic_region"
 
     def begin(self, s) -> None:
-        regions = ensure_regions(s, self._superpixels)
+        regions = ensure_regions(s, self.superpixels or AutoMaskSettings())
         self.reference = sample_at(s.orig_feats, s.starts)  # [N, C]
         self.radii = [adaptive_radii(a)[1] for a in self.areas(s)]
         self.offsets = [region_offsets(regions, s.starts[i], None, self.radii[i]) for i in range(len(s.starts))]
@@ -111,7 +117,7 @@ class SemanticRegionSupervision(_Regions):
     name = "semantic_region"
 
     def begin(self, s) -> None:
-        regions = ensure_regions(s, self._superpixels)
+        regions = ensure_regions(s, self.superpixels or AutoMaskSettings())
         self.radii = [adaptive_radii(a)[0] for a in self.areas(s)]
         self.offsets = [region_offsets(regions, s.starts[i], s.targets[i], self.radii[i])
                         for i in range(len(s.starts))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 
+from . import rules
 from .discriminative import ConfidentSupervision, DiscriminativeTracker
 from .errors import DragInputError
 from .line_search import AdaptiveTemplateSupervision, LineSearchTracker
@@ -84,10 +85,13 @@ def with_strategies(config, tracker: str | None = None, supervision: str | None 
         if name_of(old) == name:
             continue
         new = build(kind, name)
-        for attr in CARRIED:
-            value = getattr(old, attr, None)
-            if value is not None and hasattr(new, attr):
-                setattr(new, attr, value)
+        carried = {attr: getattr(old, attr) for attr in CARRIED
+                   if getattr(old, attr, None) is not None and attr in type(new).RULES}
+        try:
+            new = rules.replace(new, **carried)
+        except rules.SettingError as e:
+            raise DragInputError(f"the {kind} '{name}' cannot take the preset's {e.setting} ({e.problem})",
+                                 input=kind) from None
         setattr(config, kind, new)
     check_compatible(config.tracker, config.supervision, config.schedule)
     return config

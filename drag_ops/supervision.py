@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from .coords import sample_at, square_offsets
+from . import rules
+from .coords import MAX_RADIUS, sample_at, square_offsets
+from .rules import Choice, Number
 
 
 def unit_steps(s, step: float | None) -> torch.Tensor:
@@ -26,11 +28,13 @@ class PointDragSupervision:
     """
 
     name = "point"
+    RULES = {"radius": Number(0, MAX_RADIUS, whole=True),  # r1, feature pixels
+             "step": Number(0, MAX_RADIUS, above=True, optional=True),  # GoodDrag's beta; None: unit steps
+             "reference": Choice(("current", "original"))}
 
     def __init__(self, radius: int = 1, step: float | None = None, reference: str = "current"):
-        if reference not in ("current", "original"):
-            raise ValueError(f"reference must be 'current' or 'original', got {reference!r}")
         self.radius, self.step, self.reference = radius, step, reference
+        rules.check(self)
         self.name = "point" if reference == "current" else "information_preserving"
 
     def begin(self, s) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from .coords import sample_at
+from . import rules
+from .coords import MAX_RADIUS, sample_at
+from .rules import Number
 
 
 def window_search(feats: torch.Tensor, centre: torch.Tensor, radius: int, score) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,9 +34,11 @@ class NearestNeighbourTracker:
     nearest (L1) to the ORIGINAL handle's feature in the un-edited latent."""
 
     name = "nearest"
+    RULES = {"radius": Number(0, MAX_RADIUS, whole=True)}  # r2, feature pixels
 
     def __init__(self, radius: int = 3):
         self.radius = radius
+        rules.check(self)
 
     def begin(self, s) -> None:
         self.reference = sample_at(s.orig_feats, s.starts)  # [N, C]

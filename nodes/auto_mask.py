@@ -7,16 +7,17 @@ handles and along each handle-to-target path. No ComfyUI import at module level.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from PIL import Image
 
+from ..drag_ops import rules
 from ..drag_ops.automask import AutoMaskSettings, boundaries_preview, make_auto_mask
 from ..drag_ops.model import Conditioning, DiffusionModel
 from ..drag_ops.pipeline import check_image
+from ..drag_ops.plan import MASK, plan
 from ..drag_ops.points import DragPoints, parse_points
+from ..drag_ops.presets import EditConfig
 from .bridge import conditioning_from_comfy, diffusion_model_from_comfy
 from .runtime import draw_points, expect_drag_points, image_from_comfy, located, mask_from_comfy, stage_memory
 
@@ -87,14 +88,17 @@ class DragAutoMask:
     def make_mask(self, model, vae, image, points, n_segments, use_colour, dilation, mask=None, conditioning=None):
         with located(NODE_NAME), stage_memory():
             expect_drag_points(points)
+            settings = rules.build(AutoMaskSettings, n_segments=n_segments,
+                                   colour_weight=AutoMaskSettings.colour_weight if use_colour else 0.0,
+                                   dilation=None if dilation < 0 else dilation)
             img = image_from_comfy(image)
             hw = tuple(img.shape[-2:])
             user_mask = mask_from_comfy(mask, hw)
-            dm = diffusion_model_from_comfy(model, vae)
-            cond = conditioning_from_comfy(conditioning, dm) if conditioning is not None else None
-            settings = dataclasses.replace(AutoMaskSettings(), n_segments=int(n_segments),
-                                           colour_weight=AutoMaskSettings.colour_weight if use_colour else 0.0,
-                                           dilation=None if dilation < 0 else int(dilation))
+            checked = plan(lambda: diffusion_model_from_comfy(model, vae), EditConfig(lora=None, auto_mask=settings),
+                           (MASK,), image_hw=hw, points=points, mask=user_mask,
+                           cond=lambda: conditioning_from_comfy(conditioning) if conditioning is not None else None)
+            cond = checked.cond
+            dm = checked.model
             out_mask, preview, _ = compute_auto_mask(dm, img.to(dm.device), points, cond, user_mask, settings)
         return out_mask.cpu(), preview
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 
 import torch
 
 from ..drag_ops.errors import DragInputError
-from ..drag_ops.lora import kohya_state_dict
+from ..drag_ops.lora import LoraSettings, kohya_state_dict
 from ..drag_ops.model import Conditioning, DiffusionModel
+from ..drag_ops.plan import check_conditioning
 from ..drag_ops.schedule import DDIMSchedule
 from .comfy_network import ComfyNetwork, add_lora_patches
 
@@ -81,18 +83,27 @@ def schedule_from_comfy(model_patcher, num_steps: int = 50) -> DDIMSchedule:
     else:
         raise _unsupported(f"this MODEL predicts with {kinds}, which is neither epsilon nor v")
     sigmas = sampling.sigmas.detach().to("cpu", torch.float64)
-    return DDIMSchedule(1.0 / (1.0 + sigmas ** 2), num_steps, prediction)
+    try:
+        return DDIMSchedule(1.0 / (1.0 + sigmas ** 2), num_steps, prediction)
+    except ValueError as e:
+        raise DragInputError(str(e), input="num_steps") from None
+
+
+def codec_of(model_patcher, vae) -> "ComfyVAECodec":
+    """The VAE as the engine's codec, in this MODEL's latent scale."""
+    check_supported(model_patcher)  # an unsupported model is named before the VAE is looked at
+    return ComfyVAECodec(vae, model_patcher.get_model_object("latent_format"))
 
 
 def diffusion_model_from_comfy(model_patcher, vae, num_steps: int = 50) -> DiffusionModel:
     """The engine's DiffusionModel for a ComfyUI MODEL (as loaded, patches applied) and VAE."""
-    check_supported(model_patcher)  # rejects unsupported models before the VAE is looked at
-    return diffusion_model_with_codec(
-        model_patcher, ComfyVAECodec(vae, model_patcher.get_model_object("latent_format")), num_steps)
+    return diffusion_model_with_codec(model_patcher, codec_of(model_patcher, vae), num_steps)
 
 
 def diffusion_model_with_codec(model_patcher, codec, num_steps: int = 50) -> DiffusionModel:
-    """As diffusion_model_from_comfy, with a codec already made (e.g. the one the inversion used)."""
+    """As diffusion_model_from_comfy, with a codec already made (e.g. the one the inversion used).
+    Loads nothing (ComfyUI loads the weights when a stage runs), so the checks before a stage read
+    its layout; rejects models the pack cannot drag."""
     check_supported(model_patcher)
     schedule = schedule_from_comfy(model_patcher, num_steps)
     channels = model_patcher.model.model_config.unet_config["in_channels"]
@@ -157,17 +168,14 @@ def conditioning_from_comfy(conditioning, model: DiffusionModel | None = None, *
     context = entry[0][:1]
     if not context.is_floating_point() or not torch.isfinite(context).all():
         raise DragInputError("conditioning holds non-finite or non-float values", input=input)
-    device = None
-    if model is not None:
-        device, width = model.device, model.network.context_width
-        if context.shape[-1] != width:
-            raise DragInputError(f"conditioning width {context.shape[-1]} does not fit the model's {width}: "
-                                 "encode the prompt with the CLIP of the same checkpoint", input=input)
     # ComfyUI's own form of the prompt, for the network; its tensors copied too (a LoRA on the
     # cross-attention backpropagates through products of the context)
     native = [[_normal_copy(entry[0]), {k: _normal_copy(v) if torch.is_tensor(v) else v
                                         for k, v in (entry[1] if len(entry) > 1 else {}).items()}]]
-    return Conditioning(_normal_copy(context, device, torch.float32), native=native)
+    cond = Conditioning(_normal_copy(context, None, torch.float32), native=native)
+    if model is not None:
+        check_conditioning(cond, model, input)
+    return cond
 
 
 # -- LoRA ----------------------------------------------------------------------------------------
@@ -217,3 +225,54 @@ def apply_lora_patches(model_patcher, lora_sd: dict, strength: float = 1.0):
     LoraLoader does), so any downstream node, a KSampler included, sees it. The input MODEL is
     not changed. Every module of the LoRA must exist in the model."""
     return add_lora_patches(model_patcher.clone(), lora_sd, strength)
+
+
+# -- which identity LoRA a MODEL carries ---------------------------------------------------------
+
+IDENTITY_LORA = "drag_identity_lora"  # a ModelPatcher attachment: clone() passes it on, so it stays
+# with the MODEL through ComfyUI's cache and through later patch nodes (LoraLoader, sampling patches)
+
+
+@dataclass(frozen=True)
+class IdentityLoraRecord:
+    made_by: str  # the node that trained it
+    settings: LoraSettings
+    alpha: float
+    keys: frozenset  # the MODEL's weight keys it patches
+    file: str = ""  # in models/loras, when saved
+
+
+def apply_identity_lora(model_patcher, lora, made_by: str, save_name: str = ""):
+    """(a clone of the MODEL with the trained identity LoRA applied and a record of it, the saved
+    file's name or ''). The record is what the drag's 'settings' output reports."""
+    lora_sd = lora_to_comfy_state_dict(lora, model_patcher)
+    patched = apply_lora_patches(model_patcher, lora_sd)
+    name = save_lora(lora_sd, save_name, lora_metadata(lora)) if str(save_name or "").strip() else ""
+    keys = frozenset(k for k, v in patched.patches.items() if len(v) > len(model_patcher.patches.get(k, ())))
+    if lora.settings is not None:
+        patched.set_attachments(IDENTITY_LORA, IdentityLoraRecord(made_by, lora.settings, lora.alpha, keys, name))
+    return patched, name
+
+
+def identity_lora_text(model_patcher) -> str:
+    """One line saying which identity LoRA this MODEL carries: the record Drag Identity LoRA (or
+    Drag Edit) left, other weight patches (a LoRA loaded from a file: ComfyUI keeps no name), or none."""
+    patches = {k: len(v) for k, v in model_patcher.patches.items() if v}
+    record = model_patcher.get_attachment(IDENTITY_LORA)
+    if record is not None and record.keys <= set(patches):
+        s = record.settings
+        text = (f"identity LoRA: from {record.made_by}, rank {s.rank} (alpha {record.alpha:g}), {s.steps} steps, "
+                f"learning rate {s.learning_rate:g}, batch {s.batch_size}, seed {s.seed}, "
+                f"targets {', '.join(s.targets)}")
+        if record.file:
+            text += f"; saved as {record.file}"
+        others = sum(1 for k, n in patches.items() if n > (k in record.keys))
+        if others:
+            text += (f"; the MODEL also carries other weight patches on {others} weights (e.g. a LoRA loaded by "
+                     "LoraLoader)")
+        return text
+    if patches:
+        return (f"identity LoRA: not from Drag Identity LoRA; the MODEL carries weight patches on {len(patches)} "
+                "weights (e.g. a LoRA loaded by LoraLoader, whose file name ComfyUI does not keep on the MODEL)")
+    return "identity LoRA: none on this MODEL (Drag Identity LoRA adds one, as all five papers do)"
+

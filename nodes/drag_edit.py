@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from ..drag_ops import presets, rules
 from ..drag_ops.pipeline import run_edit
-from ..drag_ops import presets
-from .bridge import apply_lora_patches, conditioning_from_comfy, diffusion_model_from_comfy, lora_to_comfy_state_dict
-from .drag_optimize import (METHOD_INPUTS, OVERRIDES_INPUT, PRESET_DEFAULT, configure, trajectory_image)
+from ..drag_ops.plan import STAGES, plan
+from .bridge import apply_identity_lora, conditioning_from_comfy, diffusion_model_from_comfy
+from .drag_optimize import METHOD_INPUTS, OVERRIDES_INPUT, PRESET_DEFAULT, configure, overridden, trajectory_image
 from .invert import latent_to_comfy
 from .runtime import (Progress, expect_drag_points, image_from_comfy, image_to_comfy, located, mask_from_comfy,
                       stage_memory)
@@ -55,28 +56,27 @@ class DragEdit:
              tracker=PRESET_DEFAULT, supervision=PRESET_DEFAULT, schedule=PRESET_DEFAULT, overrides="{}"):
         with located(NODE_NAME), stage_memory():
             config = configure(preset, tracker, supervision, schedule, overrides)
+            lora = rules.replace(config.lora, seed=seed % 2 ** 63) if identity_lora else None
+            config = rules.replace(config, lora=lora)
             expect_drag_points(points)
-            if identity_lora:
-                config.lora.seed = seed % 2 ** 63
-            else:
-                config.lora = None
             img = image_from_comfy(image)
             h, w = img.shape[-2:]
-            points.validate_in(w, h)
             user_mask = mask_from_comfy(mask, (h, w))
-            dm = diffusion_model_from_comfy(model, vae)
-            cond = conditioning_from_comfy(conditioning, dm)
-            stages = {"lora": config.lora.steps if config.lora else 0,
-                      "invert": dm.schedule.steps_for_strength(config.inversion_strength),
-                      "drag": config.schedule.total()}
-            stages["sample"] = stages["invert"]
-            result = run_edit(dm, img, points, cond, config, user_mask, Progress(stages, model, (h, w)))
+            checked = plan(lambda: diffusion_model_from_comfy(model, vae), config,
+                           STAGES if identity_lora else STAGES[1:], image_hw=(h, w), points=points, mask=user_mask,
+                           cond=lambda: conditioning_from_comfy(conditioning), set_by=overridden(overrides))
+            cond = checked.cond
+            dm = checked.model
+            with Progress(checked.stages, model, (h, w)) as progress:
+                result = run_edit(dm, img, points, cond, config, user_mask, progress)
             out_model = model
             if result.lora is not None:
-                out_model = apply_lora_patches(model, lora_to_comfy_state_dict(result.lora, model))
+                out_model, _ = apply_identity_lora(model, result.lora, NODE_NAME)
             preview = trajectory_image(img, result.drag.history, points.targets, user_mask)
-        return (image_to_comfy(result.image), latent_to_comfy(model, result.latent), out_model, preview,
-                presets.describe_text(preset, config))
+        settings = presets.describe_text(preset, config)
+        if not identity_lora:
+            settings = "identity LoRA: off (the identity_lora input)\n" + settings
+        return (image_to_comfy(result.image), latent_to_comfy(model, result.latent), out_model, preview, settings)
 
 
 NODE_CLASS_MAPPINGS = {"DragEdit": DragEdit}

@@ -8,12 +8,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..drag_ops import presets, strategies
+from ..drag_ops import presets, rules, strategies
 from ..drag_ops.drag import DragResult
 from ..drag_ops.errors import DragInputError
 from ..drag_ops.overrides import apply_overrides, parse_overrides
 from ..drag_ops.pipeline import drag_stage, editable_region
-from .bridge import conditioning_from_comfy, diffusion_model_with_codec
+from ..drag_ops.plan import plan
+from .bridge import conditioning_from_comfy, diffusion_model_with_codec, identity_lora_text
 from .invert import Inversion, latent_to_comfy
 from .runtime import Progress, draw_points, expect_drag_points, located, mask_from_comfy, stage_memory
 
@@ -40,10 +41,24 @@ def check_inversion(inversion) -> Inversion:
 
 
 def configure(preset: str, tracker: str = PRESET_DEFAULT, supervision: str = PRESET_DEFAULT,
-              schedule: str = PRESET_DEFAULT, overrides: str = "") -> presets.EditConfig:
-    """A preset with the user's strategy choices and setting overrides, checked."""
+              schedule: str = PRESET_DEFAULT, overrides: str = "", *, lora: bool = True) -> presets.EditConfig:
+    """A preset with the user's strategy choices and setting overrides, checked. lora=False: for a
+    node that trains no identity LoRA (its MODEL brings one): the preset's LoRA settings are left
+    out, and overriding them is refused rather than ignored."""
     config = strategies.with_strategies(presets.preset(preset), tracker, supervision, schedule)
-    return apply_overrides(config, parse_overrides(overrides))
+    wanted = parse_overrides(overrides)
+    if not lora:
+        config = rules.replace(config, lora=None)
+        for path in wanted:
+            if str(path).split(".")[0] == "lora":
+                raise DragInputError(f"{path}: this node trains no identity LoRA; set it on Drag Identity LoRA "
+                                     "(whose MODEL this node takes), or use Drag Edit", input="overrides")
+    return apply_overrides(config, wanted)
+
+
+def overridden(overrides: str) -> dict:
+    """{setting path: 'overrides'} for the settings the overrides input set (see plan's set_by)."""
+    return dict.fromkeys(parse_overrides(overrides), "overrides")
 
 
 def trajectory_image(image: torch.Tensor, history: list, targets, mask: torch.Tensor | None) -> torch.Tensor:
@@ -124,24 +139,28 @@ class DragLatentOptimizer:
     def optimize(self, model, inversion, conditioning, points, preset, tracker, supervision, schedule,
                  mask=None, overrides="{}", gradient_checkpointing=False):
         with located(NODE_NAME), stage_memory():
-            config = configure(preset, tracker, supervision, schedule, overrides)
+            config = configure(preset, tracker, supervision, schedule, overrides, lora=False)
             expect_drag_points(points)
             h, w = check_inversion(inversion).image_hw
-            points.validate_in(w, h)
             user_mask = mask_from_comfy(mask, (h, w))
-            dm = diffusion_model_with_codec(model, inversion.codec, inversion.num_steps)
+            checked = plan(lambda: diffusion_model_with_codec(model, inversion.codec, inversion.num_steps), config, ("drag",),
+                           image_hw=(h, w), points=points, mask=user_mask,
+                           cond=lambda: conditioning_from_comfy(conditioning), inverted=inversion.trajectory.steps,
+                           set_by=overridden(overrides))
+            cond = checked.cond
+            dm = checked.model
             dm.network.gradient_checkpointing = gradient_checkpointing
-            cond = conditioning_from_comfy(conditioning, dm)
             trajectory = inversion.trajectory
             region, labels = editable_region(dm, inversion.image, trajectory.at(0), cond, points, user_mask, config)
-            total = config.schedule.total()
-            progress = Progress({"drag": total}, model, (h, w))
-            result = drag_stage(dm, trajectory, cond, points, (h, w), region, config, progress, labels)
+            with Progress(checked.stages, model, (h, w)) as progress:
+                result = drag_stage(dm, trajectory, cond, points, (h, w), region, config, progress, labels)
             latent = latent_to_comfy(model, result.latent)
             used = region if region is not None else torch.ones(h, w)
             preview = trajectory_image(inversion.image, result.history, points.targets, region)
         outcome = DragOutcome(result, config, inversion.num_steps, region, inversion.trajectory.at(0).clone())
-        return outcome, latent, preview, used[None].float(), presets.describe_text(preset, config)
+        # the LoRA is the MODEL's (Drag Identity LoRA's, maybe cached from another run), not the preset's
+        settings = identity_lora_text(model) + "\n" + presets.describe_text(preset, config)
+        return outcome, latent, preview, used[None].float(), settings
 
 
 NODE_CLASS_MAPPINGS = {"DragLatentOptimizer": DragLatentOptimizer}

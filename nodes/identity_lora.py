@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from ..drag_ops import rules
 from ..drag_ops.lora import LoraSettings, train_identity_lora
-from ..drag_ops.pipeline import check_image
-from .bridge import (apply_lora_patches, conditioning_from_comfy, diffusion_model_from_comfy,
-                     lora_metadata, lora_to_comfy_state_dict, save_lora)
+from ..drag_ops.plan import plan
+from ..drag_ops.presets import EditConfig
+from .bridge import apply_identity_lora, conditioning_from_comfy, diffusion_model_from_comfy
 from .runtime import Progress, image_from_comfy, located, stage_memory
 
 NODE_NAME = "Drag Identity LoRA"
@@ -46,17 +47,18 @@ class DragIdentityLoRA:
 
     def train(self, model, vae, image, conditioning, rank, steps, learning_rate, batch_size, seed, save_name=""):
         with located(NODE_NAME), stage_memory():
+            settings = rules.build(LoraSettings, rank=rank, steps=steps, learning_rate=learning_rate,
+                                   batch_size=batch_size, seed=seed % 2 ** 63)
             img = image_from_comfy(image)
-            dm = diffusion_model_from_comfy(model, vae)
-            cond = conditioning_from_comfy(conditioning, dm)
-            hw = check_image(img, dm)
+            hw = tuple(img.shape[-2:])
+            checked = plan(lambda: diffusion_model_from_comfy(model, vae), EditConfig(lora=settings), ("lora",),
+                           image_hw=hw, cond=lambda: conditioning_from_comfy(conditioning))
+            cond = checked.cond
+            dm = checked.model
             latent = dm.codec.encode(img)
-            settings = LoraSettings(rank=rank, steps=steps, learning_rate=learning_rate,
-                                    batch_size=batch_size, seed=seed % 2 ** 63)
-            lora = train_identity_lora(dm, latent, cond, settings, Progress({"lora": steps}, model, hw))
-            lora_sd = lora_to_comfy_state_dict(lora, model)
-            patched = apply_lora_patches(model, lora_sd)
-            name = save_lora(lora_sd, save_name, lora_metadata(lora)) if save_name.strip() else ""
+            with Progress(checked.stages, model, hw) as progress:
+                lora = train_identity_lora(dm, latent, cond, settings, progress)
+            patched, name = apply_identity_lora(model, lora, NODE_NAME, save_name)
         return patched, name
 
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..drag_ops import rules
 from ..drag_ops.inversion import Trajectory, invert
-from ..drag_ops.pipeline import check_image
+from ..drag_ops.plan import plan
+from ..drag_ops.presets import EditConfig
 from .bridge import conditioning_from_comfy, diffusion_model_from_comfy
 from .runtime import Progress, image_from_comfy, located, stage_memory
 
@@ -60,13 +62,16 @@ class DragDDIMInversion:
 
     def invert(self, model, vae, image, conditioning, max_strength, num_steps):
         with located(NODE_NAME), stage_memory():
+            config = rules.build(EditConfig, {"inversion_strength": "max_strength"}, inversion_strength=max_strength)
             img = image_from_comfy(image)
-            dm = diffusion_model_from_comfy(model, vae, num_steps)
-            cond = conditioning_from_comfy(conditioning, dm)
-            hw = check_image(img, dm)
+            hw = tuple(img.shape[-2:])
+            checked = plan(lambda: diffusion_model_from_comfy(model, vae, num_steps), config, ("invert",),
+                           image_hw=hw, cond=lambda: conditioning_from_comfy(conditioning))
+            cond = checked.cond
+            dm = checked.model
             latent = dm.codec.encode(img)
-            n = dm.schedule.steps_for_strength(max_strength)
-            trajectory = invert(dm, latent, cond, max_strength, Progress({"invert": n}, model, hw))
+            with Progress(checked.stages, model, hw) as progress:
+                trajectory = invert(dm, latent, cond, max_strength, progress)
             trajectory = Trajectory(trajectory.latents.cpu())
         return Inversion(trajectory, num_steps, img.cpu(), dm.codec), latent_to_comfy(model, trajectory.start)
 

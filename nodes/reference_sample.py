@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import torch
 
+from ..drag_ops import rules
 from ..drag_ops.errors import DragInputError
 from ..drag_ops.pipeline import sample_stage
+from ..drag_ops.plan import plan
 from ..drag_ops.reference import ReferenceControl
 from .bridge import conditioning_from_comfy, diffusion_model_with_codec
 from .drag_optimize import DragOutcome, check_inversion
@@ -61,14 +62,18 @@ class DragReferenceSampler:
     def sample(self, model, inversion, drag, conditioning, reference_attention, start_block):
         with located(NODE_NAME), stage_memory():
             check_drag_of(check_inversion(inversion), drag)
-            dm = diffusion_model_with_codec(model, inversion.codec, inversion.num_steps)
-            cond = conditioning_from_comfy(conditioning, dm)
             control = None
             if reference_attention:
-                control = ReferenceControl(None if start_block < 0 else start_block)
-            config = dataclasses.replace(drag.config, reference=control)
-            progress = Progress({"sample": drag.result.step_index}, model, inversion.image_hw)
-            original, edited = sample_stage(dm, inversion.trajectory, drag.result, cond, config, progress)
+                control = rules.build(ReferenceControl, start_block=None if start_block < 0 else start_block)
+            config = rules.replace(drag.config, reference=control)
+            chosen = {"reference.start_block": "start_block"} if control and control.start_block is not None else {}
+            checked = plan(lambda: diffusion_model_with_codec(model, inversion.codec, inversion.num_steps), config, ("sample",),
+                           cond=lambda: conditioning_from_comfy(conditioning), sample_from=drag.result.step_index,
+                           set_by=chosen)
+            dm = checked.model
+            with Progress(checked.stages, model, inversion.image_hw) as progress:
+                original, edited = sample_stage(dm, inversion.trajectory, drag.result, checked.cond, config,
+                                                progress)
             images = dm.codec.decode(torch.cat([edited, original]))
         return latent_to_comfy(model, edited), image_to_comfy(images[:1]), image_to_comfy(images[1:])
 

@@ -85,27 +85,44 @@ def draw_points(img: Image.Image, handles, targets, scale: float = 1.0) -> Image
 class Progress:
     """Engine callback -> one ComfyUI progress bar over all stages, the cancel button, previews.
 
-    stages: {stage name: number of steps}, in order. Previews of the drag show the predicted
-    image (ComfyUI's latent previewer) with the current handles and targets drawn on it.
+    stages: {stage name: planned steps}, in order (a plan's stages). Each stage fills its share of
+    the bar in proportion to its own step / total, so a stage that runs fewer steps than planned
+    (GoodDrag's sampling after a drag that denoised) still ends where the next begins; a stage that
+    ends early (the handles arrived) leaves a gap that the next stage's first step jumps over; used
+    as a context manager, the bar is filled when the node's work ends without an error. Previews of
+    the drag show the predicted image (ComfyUI's latent previewer) with the current handles and
+    targets drawn on it.
     """
 
     PREVIEW_SIZE = 512
 
     def __init__(self, stages: dict[str, int], model_patcher=None, image_hw: tuple[int, int] | None = None):
         import comfy.utils
-        self.offsets, total = {}, 0
+        self.offsets, self.sizes, total = {}, dict(stages), 0
         for name, n in stages.items():
             self.offsets[name], total = total, total + n
         self.bar = comfy.utils.ProgressBar(max(total, 1))
         self.total = max(total, 1)
+        self.value = 0
         self.image_hw = image_hw
         self.previewer = _previewer(model_patcher) if model_patcher is not None else None
 
     def __call__(self, stage: str, step: int, total: int, preview: dict | None) -> None:
         import comfy.model_management
         comfy.model_management.throw_exception_if_processing_interrupted()
-        value = min(self.offsets.get(stage, 0) + step, self.total)
-        self.bar.update_absolute(value, self.total, self._preview(preview))
+        if stage not in self.sizes:  # a stage with no share of this bar
+            return
+        size = self.sizes[stage]
+        self.value = self.offsets[stage] + (size * min(step, total) // total if total > 0 else size)
+        self.bar.update_absolute(self.value, self.total, self._preview(preview))
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None and self.value < self.total:  # the last stage ended early: the work is done
+            self.value = self.total
+            self.bar.update_absolute(self.total, self.total, None)
 
     def _preview(self, preview):
         if not preview or self.previewer is None or "x0" not in preview:

@@ -57,13 +57,15 @@ def test_moving_a_point_reruns_only_the_drag_and_the_sampler(comfyui):
 
 @pytest.mark.parametrize("preset", ["FreeDrag", "StableDrag", "GoodDrag", "AdaptiveDrag"])
 def test_every_preset_runs_in_the_graph(comfyui, preset):
-    overrides = '{"schedule.K": 2, "schedule.B": 1}' if preset == "GoodDrag" else '{"schedule.max_steps": 3}'
+    overrides = '{"schedule.drag_rounds": 2, "schedule.rounds_per_denoise": 1}' if preset == "GoodDrag" \
+        else '{"schedule.max_steps": 3}'
     run = comfyui.execute(drag_graph(preset, overrides))
     assert run.success, run.error
 
 
 def test_a_mixed_combination_runs_in_the_graph(comfyui):
-    graph = drag_graph("GoodDrag", '{"schedule.K": 2, "schedule.B": 1}', tracker="discriminative")
+    graph = drag_graph("GoodDrag", '{"schedule.drag_rounds": 2, "schedule.rounds_per_denoise": 1}',
+                       tracker="discriminative")
     graph["7"]["inputs"]["supervision"] = "confident"
     run = comfyui.execute(graph)
     assert run.success, run.error

@@ -157,3 +157,54 @@ def test_weights_that_are_not_plain_lora_are_refused(bridge, tiny_sd15, lora):
                          lora.rank, lora.alpha, lora.targets)
     with pytest.raises(ValueError, match="not a plain LoRA weight"):
         bridge.lora_to_comfy_state_dict(weights, model)
+
+
+# -- which LoRA a drag used ---------------------------------------------------------------------
+
+def test_the_optimizer_reports_the_identity_lora_its_model_carries(comfyui):
+    """'Settings used' lists the LoRA on the MODEL (trained by Drag Identity LoRA, possibly cached from
+    another run), not the optimizer's preset's LoRA defaults (GoodDrag's: rank 16, 80 steps, q/k/v)."""
+    import json
+    import re
+
+    from comfy_support import lora_and_inversion_graph
+    graph = {
+        **lora_and_inversion_graph(2, 0.8, save_name="ident"),  # rank 4, 2 steps, lr 1e-3, batch 1, seed 0
+        "6": {"class_type": "DragPointPicker", "inputs": {
+            "image": ["3", 0], "points": json.dumps([{"handle": [20, 24], "target": [30, 26]}]), "mask": ""}},
+        "7": {"class_type": "DragLatentOptimizer", "inputs": {
+            "model": ["4", 0], "inversion": ["5", 0], "conditioning": ["2", 0], "points": ["6", 0],
+            "preset": "GoodDrag", "tracker": "preset", "supervision": "preset", "schedule": "preset",
+            "overrides": json.dumps({"drag.features.blocks": [1], "schedule.drag_rounds": 1})}},
+    }
+    expected = (r"identity LoRA: from Drag Identity LoRA, rank 4 \(alpha 4\), 2 steps, learning rate 0\.001, "
+                r"batch 1, seed 0, targets to_q, to_k, to_v, to_out\.0; saved as ident_\d{5}\.safetensors")
+    run = comfyui.execute(graph, targets=["7"], fresh=True)
+    assert run.success, run.error
+    settings = run.outputs["7"][4]
+    assert re.search(expected, settings), settings
+    assert "lora." not in settings and "rank 16" not in settings
+    saved = re.search(r"ident_\d{5}\.safetensors", settings).group(0)
+
+    graph["6"]["inputs"]["points"] = json.dumps([{"handle": [20, 24], "target": [34, 20]}])
+    again = comfyui.execute(graph, targets=["7"])  # the LoRA comes from ComfyUI's cache
+    assert again.success and "4" not in {node for node, *_ in again.progress}
+    assert re.search(expected, again.outputs["7"][4])
+
+    model, clip, vae = run.outputs["1"]
+    inversion = run.outputs["5"][0]
+    optimizer = comfyui.pack_module("nodes.drag_optimize").DragLatentOptimizer()
+    points = run.outputs["6"][0]
+
+    def settings_with(m):
+        with torch.inference_mode():
+            return optimizer.optimize(m, inversion, run.outputs["2"][0], points, "GoodDrag", "preset", "preset",
+                                      "preset", None, graph["7"]["inputs"]["overrides"])[4]
+    assert "identity LoRA: none on this MODEL" in settings_with(model)
+    with torch.inference_mode():
+        loaded = comfyui.nodes.LoraLoaderModelOnly().load_lora_model_only(model, saved, 1.0)[0]
+        stacked = comfyui.nodes.LoraLoaderModelOnly().load_lora_model_only(run.outputs["4"][0], saved, 0.5)[0]
+    text = settings_with(loaded)
+    assert "identity LoRA: not from Drag Identity LoRA" in text and "LoraLoader" in text, text
+    text = settings_with(stacked)
+    assert re.search(expected, text) and "also carries other weight patches" in text, text

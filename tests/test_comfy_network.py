@@ -370,21 +370,26 @@ def test_flow_sampling_gets_a_clear_error(bridge, tiny_sd15, input_error):
 
 def test_after_unload_models_nothing_of_the_model_stays_alive(comfyui, tiny_sd15):
     """POST /free {"unload_models": true, "free_memory": true}: ComfyUI unloads its models and drops
-    its caches; then no UNet of the graph's checkpoint (nor a copy of one) may stay in memory."""
+    its caches; then neither the UNet the graph loaded nor any copy of one may stay in memory."""
     import gc
+    import weakref
 
     import comfy.model_management as mm
     from test_comfy_drag_graph import drag_graph
 
+    def unets(size):
+        return [m for m in gc.get_objects() if isinstance(m, torch.nn.Module)
+                and type(m).__name__ in ("UNetModel", "UNet2DConditionModel")
+                and sum(p.numel() for p in m.parameters()) == size]
+
+    size = sum(p.numel() for p in tiny_sd15[0].model.diffusion_model.parameters())
+    before = weakref.WeakSet(unets(size))  # other tests' models, not this graph's
     run = comfyui.execute(drag_graph(), fresh=True)
     assert run.success, run.error
-    size = sum(p.numel() for p in run.outputs["1"][0].model.diffusion_model.parameters())
+    loaded = weakref.ref(run.outputs["1"][0].model.diffusion_model)
     del run
     mm.unload_all_models()  # what ComfyUI's prompt worker does for those flags
     comfyui._executor.reset()
     gc.collect()
-    kept = {id(tiny_sd15[0].model.diffusion_model)}  # the tests' own loaded model
-    alive = [type(m).__name__ for m in gc.get_objects() if isinstance(m, torch.nn.Module) and id(m) not in kept
-             and type(m).__name__ in ("UNetModel", "UNet2DConditionModel")
-             and sum(p.numel() for p in m.parameters()) == size]
-    assert not alive
+    assert loaded() is None
+    assert not [type(m).__name__ for m in unets(size) if m not in before]

@@ -221,7 +221,7 @@ def test_bad_inputs_to_the_model_nodes_name_node_and_input(pack, env, chain):
                                         "preset", "preset", "preset", None, '{"drag.features.blocks": [5]}'),
          "Drag Latent Optimizer", "overrides", "feature blocks \\[5\\] do not exist"),
         (lambda: pack.sample.sample(chain.model, chain.inversion, chain.drag, env.cond, True, 40),
-         "Drag Reference Sampler", "reference_start_block", "does not exist"),
+         "Drag Reference Sampler", "start_block", "does not exist"),
         (lambda: pack.edit.edit(env.model, env.vae, env.image, env.cond, drag_points(pack, [[20, 24], [80, 26]]),
                                 "DragDiffusion", False, 0),
          "Drag Edit", "points", "outside the 64x64 image"),

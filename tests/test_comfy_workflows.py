@@ -21,7 +21,7 @@ POINTS = json.dumps([{"handle": [20, 24], "target": [30, 26]}])  # inside the 64
 FAST_LORA = {"steps": 2, "rank": 4, "batch_size": 1}
 # the tiny checkpoint has two decoder levels: drag features come from up_blocks[1]
 FAST_DRAG = {"drag.features.blocks": [1], "schedule.max_steps": 3}
-FAST_GOODDRAG = {"drag.features.blocks": [1], "schedule.K": 2, "schedule.B": 1}
+FAST_GOODDRAG = {"drag.features.blocks": [1], "schedule.drag_rounds": 2, "schedule.rounds_per_denoise": 1}
 
 
 @pytest.fixture(scope="module")

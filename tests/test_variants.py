@@ -273,7 +273,7 @@ def test_presets_list_their_values_with_sources_and_mark_overrides():
         assert table["inversion_strength"]["value"] == presets.preset(name).inversion_strength
         assert all(set(v) == {"value", "source"} and v["source"] for v in table.values())
     good = presets.describe("GoodDrag")
-    assert good["schedule.K"] == {"value": 70, "source": "GoodDrag Sec. 3.3 / Alg. 1: AlDD with K = 70, B = 10, J = 3"}
+    assert good["schedule.drag_rounds"] == {"value": 70, "source": "GoodDrag Sec. 4.1 / Alg. 1: K = 70 drag operations"}
     assert good["drag.mask_reference"]["value"] == "trajectory"
     changed = apply_overrides(presets.preset("FreeDrag"), {"tracker.max_step": 3})
     table = presets.describe("FreeDrag", changed)
@@ -287,7 +287,7 @@ SHORT = {
     "DragDiffusion": {"schedule.max_steps": 4},
     "FreeDrag": {"schedule.max_steps": 6, "supervision.target_distance": 0.05},  # the tiny model's scale
     "StableDrag": {"schedule.max_steps": 4},
-    "GoodDrag": {"schedule.B": 2, "schedule.J": 2, "schedule.K": 4},
+    "GoodDrag": {"schedule.rounds_per_denoise": 2, "schedule.supervision_steps": 2, "schedule.drag_rounds": 4},
 }
 
 
@@ -308,8 +308,9 @@ def test_a_mixed_combination_runs_end_to_end():
     """GoodDrag's schedule and supervision with StableDrag's tracker."""
     model, cond = tiny_model(), tiny_cond()
     config = with_strategies(presets.gooddrag(), tracker="discriminative")
-    config = apply_overrides(config, {"lora.steps": 2, "lora.rank": 4, "schedule.B": 2, "schedule.J": 2,
-                                      "schedule.K": 4, "supervision.step": 1.0, "tracker.radius": 3})
+    config = apply_overrides(config, {"lora.steps": 2, "lora.rank": 4, "schedule.rounds_per_denoise": 2,
+                                      "schedule.supervision_steps": 2, "schedule.drag_rounds": 4,
+                                      "supervision.step": 1.0, "tracker.radius": 3})
     result = run_edit(model, blob_image(), parse_points([[6, 6], [26, 26]]), cond, config)
     assert torch.isfinite(result.image).all() and 0 < result.drag.steps <= 8
     assert result.drag.step_index >= result.trajectory.steps - 2
