@@ -97,11 +97,11 @@ def main() -> None:
               ("Drag Reference Sampler (batch 2)", ["8"])]
     rows = [(name, *measure(targets)) for name, targets in stages]
     ksampler = rows[0][1]
-    unet = sum(p.numel() * p.element_size() for p in mm.current_loaded_models[0].model.model.parameters()) / 2**30 \
-        if mm.current_loaded_models else float("nan")
+    model = comfy.execute(prompt, targets=["1"]).outputs["1"][0]
+    unet = sum(p.numel() * p.element_size() for p in model.model.diffusion_model.parameters()) / 2**30
     budget = "DragDiffusion's budgets" if args.paper else f"{args.steps} steps per stage"
     print(f"ComfyUI {comfy.version}, {device}, {args.size}x{args.size}, {budget}; "
-          f"after loading the checkpoint {loaded:.2f} GiB in use; the loaded model's weights {unet:.2f} GiB")
+          f"after loading the checkpoint {loaded:.2f} GiB in use; the UNet's weights {unet:.2f} GiB")
     print("| stage | peak in use | above the KSampler's peak | s |")
     print("|---|---|---|---|")
     for name, peak, seconds in rows:

@@ -1,5 +1,5 @@
-"""Writes the example workflows in this folder (ComfyUI's UI format). Run by hand after changing a
-node's inputs or a workflow below, and commit the JSON it writes:
+"""Writes the example workflows in this folder (ComfyUI's UI format) and their thumbnails. Run by
+hand after changing a node's inputs, a workflow or a card below, and commit what it writes:
 
     python example_workflows/build.py
 
@@ -8,8 +8,11 @@ own INPUT_TYPES (the pack's, and tests/fixtures/stock_nodes.json for ComfyUI's);
 given keeps the node's default, so each preset runs with its paper's settings.
 tests/test_workflows.py checks the result.
 
-The <name>.jpg next to each workflow is its card in ComfyUI's template browser: a screenshot of
-the workflow as the frontend shows it after loading, cropped to 600 x 400, taken by hand.
+Each workflow is a card in ComfyUI's template browser, and the card is made from the file name
+alone: ComfyUI's GET /workflow_templates lists names only, and the frontends show the name as the
+title (1.27 adds it again, '-' and '_' as spaces, as the description; 1.58 shows no description).
+So the file is named by the card's title, and the thumbnail <title>.jpg (thumbnails.py) shows the
+method, a picture of its idea and the one-line description.
 """
 
 from __future__ import annotations
@@ -18,15 +21,19 @@ import json
 import pathlib
 import sys
 import uuid
+from dataclasses import dataclass
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+sys.path.insert(0, str(HERE))
 import pack_loader  # noqa: E402
 
 pack_loader.load()
 import workflow_graph as wg  # noqa: E402
+
+import thumbnails  # noqa: E402
 
 SPECS = wg.all_nodes()
 
@@ -35,6 +42,33 @@ IMAGE = "example.png"  # ComfyUI's own input/example.png (768 x 768): runs befor
 PROMPT = "a child's drawing of a girl with yellow hair in a pink dress, arms out, on a green hill"
 POINTS = '[\n  {"handle": [585, 360], "target": [590, 260]}\n]'  # raise her left hand (right side)
 SAVED_LORA = "drag_identity_00001.safetensors"
+
+
+@dataclass(frozen=True)
+class Card:
+    """A workflow's card in the template browser."""
+    title: str  # the file name without .json: the only text ComfyUI shows (keep it under ~32 characters)
+    heading: str  # drawn large on the thumbnail
+    description: str  # one line under the thumbnail's picture
+    picture: str  # which of thumbnails.PICTURES
+
+
+# keyed by the workflows' old file names, which stay their ids (uuid below, output prefixes)
+CARDS = {
+    "dragdiffusion": Card("Drag with DragDiffusion", "DragDiffusion",
+                          "Motion supervision + point tracking", "dragdiffusion"),
+    "freedrag": Card("Drag with FreeDrag", "FreeDrag", "Template + line search, no tracking", "freedrag"),
+    "stabledrag": Card("Drag with StableDrag", "StableDrag", "Discriminative tracker + confidence", "stabledrag"),
+    "gooddrag": Card("Drag with GoodDrag", "GoodDrag", "Alternate drag and denoise steps", "gooddrag"),
+    "adaptivedrag_auto_mask": Card("Drag with AdaptiveDrag auto mask", "AdaptiveDrag",
+                                   "Superpixel auto mask, no painting", "adaptivedrag"),
+    "step_by_step": Card("Drag step by step", "Step by step",
+                         "Every stage its own node: fast re-drags", "step_by_step"),
+    "refine_with_ksampler": Card("Drag, then refine with KSampler", "Refine with KSampler",
+                                 "Save the LoRA, refine with a KSampler", "refine"),
+    "reuse_identity_lora": Card("Drag with a saved identity LoRA", "Reuse a saved LoRA",
+                                "Load a saved identity LoRA: no retraining", "reuse"),
+}
 
 NOTE_COLOR, NOTE_BG = "#432", "#653"
 GROUP_COLOR = "#3f789e"
@@ -159,13 +193,13 @@ HOW TO USE
 
 ONE_BOX_NOTE = """
 Drag Edit does the whole edit in one node: identity LoRA -> DDIM inversion -> drag -> reference sampling.
-Changing the points re-runs all of it (the LoRA too). To re-drag quickly, use the step-by-step workflow:
+Changing the points re-runs all of it (the LoRA too). To re-drag quickly, use the template "{step}":
 there ComfyUI keeps the LoRA and the inversion and re-runs only the drag.
 
 overrides: any preset setting as JSON, e.g. {"schedule.max_steps": 120} or {"lora.steps": 40}.
 The 'settings' preview lists every setting used and where its value comes from.
 tracker / supervision / schedule: 'preset' keeps the preset's; pick another to mix methods.
-"""
+""".replace("{step}", CARDS["step_by_step"].title)
 
 PRESET_NOTES = {
     "DragDiffusion": """
@@ -343,20 +377,20 @@ def step_by_step(name: str) -> dict:
 REFINE_NOTE = """
 CHAINING WITH STOCK NODES
 - Drag Identity LoRA saves the LoRA (save_name) to models/loras/drag_identity_00001.safetensors
-  (numbered, never overwritten); 'Saved LoRA file' shows the name. The workflow 'reuse_identity_lora'
+  (numbered, never overwritten); 'Saved LoRA file' shows the name. The template "{reuse}"
   loads it with the stock LoraLoaderModelOnly, so a later session skips the training.
 - The sampler's LATENT is the clean edited latent: a stock KSampler refines it at low denoise
   (0.2-0.4 sharpens details; higher drifts away from the edit). It uses the LoRA MODEL, so the
   refinement keeps the image's identity. Compare the two saved images.
-"""
+""".replace("{reuse}", CARDS["reuse_identity_lora"].title)
 
 REUSE_NOTE = """
 REUSE A SAVED IDENTITY LORA
-Run a workflow whose Drag Identity LoRA has save_name set (e.g. 'refine_with_ksampler') on this image
+Run a workflow whose Drag Identity LoRA has save_name set (e.g. the template "{refine}") on this image
 once; it writes models/loras/<save_name>_00001.safetensors. Pick that file in LoraLoaderModelOnly:
 inversion and drag then start at once, even after restarting ComfyUI. The LoRA belongs to the image
 it was trained on: use the same image (and prompt).
-"""
+""".replace("{refine}", CARDS["refine_with_ksampler"].title)
 
 
 def refine_with_ksampler(name: str) -> dict:
@@ -418,13 +452,21 @@ WORKFLOWS = {
 
 
 def main():
-    for name, make in WORKFLOWS.items():
-        workflow = make(name)
+    written = set()
+    for key, make in WORKFLOWS.items():
+        card = CARDS[key]
+        workflow = make(key)
         errors = wg.problems(workflow, SPECS)
         if errors:
-            sys.exit(f"{name}: " + "\n  ".join(errors))
-        (HERE / f"{name}.json").write_text(json.dumps(workflow, indent=1) + "\n")
-        print(f"{name}.json: {len(workflow['nodes'])} nodes, {len(workflow['links'])} links")
+            sys.exit(f"{key}: " + "\n  ".join(errors))
+        (HERE / f"{card.title}.json").write_text(json.dumps(workflow, indent=1) + "\n")
+        thumbnails.save(thumbnails.thumbnail(card.picture, card.heading, card.description), HERE / f"{card.title}.jpg")
+        written |= {f"{card.title}.json", f"{card.title}.jpg"}
+        print(f"{card.title}.json: {len(workflow['nodes'])} nodes, {len(workflow['links'])} links, and its .jpg")
+    # ComfyUI lists every .json here as a template: say which ones this script no longer writes
+    for path in sorted(HERE.glob("*.json")) + sorted(HERE.glob("*.jpg")):
+        if path.name not in written:
+            print(f"not written by this script (delete it?): {path.name}")
 
 
 if __name__ == "__main__":

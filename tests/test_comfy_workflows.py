@@ -22,6 +22,7 @@ FAST_LORA = {"steps": 2, "rank": 4, "batch_size": 1}
 # the tiny checkpoint has two decoder levels: drag features come from up_blocks[1]
 FAST_DRAG = {"drag.features.blocks": [1], "schedule.max_steps": 3}
 FAST_GOODDRAG = {"drag.features.blocks": [1], "schedule.drag_rounds": 2, "schedule.rounds_per_denoise": 1}
+REFINE, REUSE = "Drag, then refine with KSampler", "Drag with a saved identity LoRA"  # file names = card titles
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +100,15 @@ def test_the_stock_node_list_matches_this_comfyui(live_specs):
 
 @pytest.fixture(scope="module")
 def saved_lora(comfyui, live_specs):
-    """refine_with_ksampler run once: (its prompt, the run, the saved LoRA's file name)."""
-    prompt = fast_prompt(WORKFLOWS["refine_with_ksampler"], live_specs)
+    """The refine workflow run once: (its prompt, the run, the saved LoRA's file name)."""
+    prompt = fast_prompt(WORKFLOWS[REFINE], live_specs)
     run = comfyui.execute(prompt, fresh=True)
     assert run.success, run.error
     lora_id = next(nid for nid, node in prompt.items() if node["class_type"] == "DragIdentityLoRA")
     return prompt, run, run.outputs[lora_id][1]
 
 
-@pytest.mark.parametrize("name", sorted(set(WORKFLOWS) - {"refine_with_ksampler", "reuse_identity_lora"}))
+@pytest.mark.parametrize("name", sorted(set(WORKFLOWS) - {REFINE, REUSE}))
 def test_workflow_runs_and_saves_an_image(comfyui, live_specs, name):
     prompt = fast_prompt(WORKFLOWS[name], live_specs)
     run = comfyui.execute(prompt)
@@ -121,7 +122,7 @@ def test_refine_workflow_saves_the_lora_and_a_refined_image(saved_lora):
 
 
 def test_reuse_workflow_loads_the_saved_lora_with_the_stock_loader(comfyui, live_specs, saved_lora):
-    prompt = fast_prompt(WORKFLOWS["reuse_identity_lora"], live_specs, lora_name=saved_lora[2])
+    prompt = fast_prompt(WORKFLOWS[REUSE], live_specs, lora_name=saved_lora[2])
     run = comfyui.execute(prompt)
     check_saved_images(run, prompt)
     loader = next(nid for nid, node in prompt.items() if node["class_type"] == "LoraLoaderModelOnly")

@@ -3,11 +3,15 @@ exists (the pack's or a stock one, see tests/fixtures/stock_nodes.json), every l
 types, every widget value is valid for its input and every required input is connected or set."""
 
 import importlib.util
+import io
+import itertools
 import json
 import pathlib
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
 import workflow_graph as wg  # noqa: E402
@@ -17,14 +21,27 @@ from comfyui_drag.drag_ops import presets  # noqa: E402
 from comfyui_drag.drag_ops.points import parse_points  # noqa: E402
 
 WORKFLOWS = wg.load_workflows()
-PRESET_FILES = {"DragDiffusion": "dragdiffusion", "FreeDrag": "freedrag", "StableDrag": "stabledrag",
-                "GoodDrag": "gooddrag", "AdaptiveDrag": "adaptivedrag_auto_mask"}
-EXPECTED = set(PRESET_FILES.values()) | {"step_by_step", "refine_with_ksampler", "reuse_identity_lora"}
+# The file names are the template cards' titles (ComfyUI shows nothing else, see example_workflows/build.py).
+PRESET_FILES = {"DragDiffusion": "Drag with DragDiffusion", "FreeDrag": "Drag with FreeDrag",
+                "StableDrag": "Drag with StableDrag", "GoodDrag": "Drag with GoodDrag",
+                "AdaptiveDrag": "Drag with AdaptiveDrag auto mask"}
+STEP_BY_STEP, REFINE, REUSE = "Drag step by step", "Drag, then refine with KSampler", "Drag with a saved identity LoRA"
+EXPECTED = set(PRESET_FILES.values()) | {STEP_BY_STEP, REFINE, REUSE}
 
 
 @pytest.fixture(scope="module")
 def specs():
     return wg.all_nodes()
+
+
+@pytest.fixture(scope="module")
+def build():
+    """example_workflows/build.py as a module (its CARDS, WORKFLOWS and thumbnails)."""
+    spec = importlib.util.spec_from_file_location("example_workflows_build", wg.WORKFLOWS / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def nodes_of(workflow, kind):
@@ -34,11 +51,6 @@ def nodes_of(workflow, kind):
 def test_the_expected_workflows_are_there():
     assert set(WORKFLOWS) == EXPECTED
     assert set(PRESET_FILES) == set(presets.PRESETS)
-
-
-def test_every_workflow_has_a_thumbnail_for_the_template_browser():
-    for name in WORKFLOWS:
-        assert (wg.WORKFLOWS / f"{name}.jpg").is_file(), name
 
 
 def test_the_stock_node_list_is_comfyuis():
@@ -91,7 +103,7 @@ def test_preset_workflows_use_their_preset_with_its_defaults(preset):
 
 
 def test_step_by_step_workflow_shows_each_stage_in_a_group():
-    wf = WORKFLOWS["step_by_step"]
+    wf = WORKFLOWS[STEP_BY_STEP]
     types = {n["type"] for n in wf["nodes"]}
     assert {"CheckpointLoaderSimple", "CLIPTextEncode", "LoadImage", "DragPointPicker", "DragIdentityLoRA",
             "DragDDIMInversion", "DragLatentOptimizer", "DragReferenceSampler", "SaveImage",
@@ -107,12 +119,12 @@ def test_step_by_step_workflow_shows_each_stage_in_a_group():
 
 
 def test_chaining_workflows_use_stock_nodes():
-    refine = WORKFLOWS["refine_with_ksampler"]
+    refine = WORKFLOWS[REFINE]
     [lora] = nodes_of(refine, "DragIdentityLoRA")
     assert lora["widgets_values"][-1].strip(), "save_name is set so the LoRA is saved"
     [ks] = nodes_of(refine, "KSampler")
     assert 0 < ks["widgets_values"][-1] <= 0.5, "low denoise"
-    reuse = WORKFLOWS["reuse_identity_lora"]
+    reuse = WORKFLOWS[REUSE]
     assert nodes_of(reuse, "LoraLoaderModelOnly") and not nodes_of(reuse, "DragIdentityLoRA")
 
 
@@ -127,12 +139,61 @@ def test_readme_lists_every_workflow():
         assert f"{name}.json" in readme, name
 
 
-def test_build_script_reproduces_the_committed_workflows(specs):
-    spec = importlib.util.spec_from_file_location("example_workflows_build", wg.WORKFLOWS / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    for name, make in build.WORKFLOWS.items():
-        assert make(name) == WORKFLOWS[name], f"{name}.json is stale: run python example_workflows/build.py"
+def test_build_script_reproduces_the_committed_workflows(build):
+    for key, make in build.WORKFLOWS.items():
+        title = build.CARDS[key].title
+        assert make(key) == WORKFLOWS[title], f"{title}.json is stale: run python example_workflows/build.py"
+
+
+# -- the cards in ComfyUI's template browser (tests/browser/test_templates_browser.py shows them) -----
+
+def test_every_workflow_has_a_card_and_nothing_else_is_listed(build):
+    assert set(build.CARDS) == set(build.WORKFLOWS)
+    assert {card.title for card in build.CARDS.values()} == EXPECTED
+    # ComfyUI lists every .json in the folder as a template; each needs its <name>.jpg
+    assert {p.stem for p in wg.WORKFLOWS.glob("*.json")} == {p.stem for p in wg.WORKFLOWS.glob("*.jpg")} == EXPECTED
+
+
+def card(build, title):
+    return next(c for c in build.CARDS.values() if c.title == title)
+
+
+@pytest.mark.parametrize("title", sorted(EXPECTED))
+def test_card_title_and_description_are_readable(build, title):
+    c = card(build, title)
+    # the title is the file name and, unescaped, part of the thumbnail's URL: words, no path or URL syntax
+    assert title[0].isupper() and " " in title and "_" not in title
+    assert not set(title) & set('#%?&+/\\:*"<>|'), title
+    assert len(title) <= 32, "1.58 shows one line of the title"
+    assert c.description and "\n" not in c.description and c.description != title
+    assert c.picture in build.thumbnails.PICTURES
+
+
+def small(img):
+    """Downscaled, so JPEG noise and font rasterisation matter less than what is drawn."""
+    return np.asarray(img.convert("RGB").resize((128, 128), Image.BOX), dtype=float)
+
+
+@pytest.mark.parametrize("title", sorted(EXPECTED))
+def test_thumbnail_is_a_small_square_jpeg_showing_its_card(build, title):
+    path = wg.WORKFLOWS / f"{title}.jpg"
+    with Image.open(path) as img:
+        assert img.format == "JPEG" and img.size == (512, 512)
+        committed = small(img)
+    assert path.stat().st_size < 60_000
+    c = card(build, title)
+    drawn = io.BytesIO()
+    build.thumbnails.save(build.thumbnails.thumbnail(c.picture, c.heading, c.description), drawn)
+    # 0 with the same Pillow; one letter changed in the description gives > 50
+    assert np.abs(committed - small(Image.open(drawn))).max() < 20, \
+        f"{title}.jpg is stale: run python example_workflows/build.py"
+
+
+def test_thumbnails_are_distinct():
+    images = {title: small(Image.open(wg.WORKFLOWS / f"{title}.jpg")) for title in EXPECTED}
+    for a, b in itertools.combinations(sorted(images), 2):
+        # the hand-taken screenshots of the four single-preset workflows differed by < 0.2; these by > 5
+        assert np.abs(images[a] - images[b]).mean() > 2, (a, b)
 
 
 # -- the checks and the converter themselves, on small hand-made graphs ----------------------------
