@@ -14,6 +14,9 @@ const HANDLE_COLOR = "#ef4444";
 const TARGET_COLOR = "#3b82f6";
 const MASK_TINT = "rgba(34, 197, 94, 1)";
 const POINT_RADIUS = 6;
+// The Nodes 2.0 (Vue) renderer calls no node draw hooks, so the widget also looks for changes
+// (the upstream Load Image's file, the points text) on a timer.
+const POLL_MS = 200;
 const live = new Set();
 
 function viewUrl(params) {
@@ -203,6 +206,11 @@ class PickerWidget {
       this.render();
     };
     img.src = url;
+  }
+
+  poll() {
+    this.checkUpstream();
+    this.sync();
   }
 
   checkUpstream() {
@@ -490,6 +498,7 @@ app.registerExtension({
   name: "comfyui_drag.DragPointPicker",
 
   setup() {
+    setInterval(() => live.forEach((p) => p.poll()), POLL_MS);
     api.addEventListener(PREVIEW_EVENT, ({ detail }) => {
       const id = String(detail?.node ?? "").split(":").pop();
       const image = detail?.images?.[0];
@@ -505,6 +514,8 @@ app.registerExtension({
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const r = onNodeCreated?.apply(this, arguments);
+      // Nodes 2.0 would show the executed image again below the widget, growing the node.
+      this.hideOutputImages = true;
       const picker = (this.dragPicker = new PickerWidget(this));
       live.add(picker);
       const widget = this.addDOMWidget("drag_picker", "drag_picker", picker.root, {
@@ -538,8 +549,7 @@ app.registerExtension({
     const onDrawForeground = nodeType.prototype.onDrawForeground;
     nodeType.prototype.onDrawForeground = function () {
       const r = onDrawForeground?.apply(this, arguments);
-      this.dragPicker?.checkUpstream();
-      this.dragPicker?.sync();
+      this.dragPicker?.poll(); // at once in the classic canvas; the timer covers the Vue renderer
       return r;
     };
 

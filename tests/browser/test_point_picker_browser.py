@@ -1,6 +1,7 @@
-"""The point picker widget in a real ComfyUI + headless Chromium, once per frontend (conftest.py).
+"""The point picker widget in a real ComfyUI + headless Chromium, once per frontend and renderer
+(conftest.py): the same checks in the classic canvas and in Nodes 2.0.
 
-Screenshots go to out/browser/<frontend>/ (point_picker.png, point_picker_node.png,
+Screenshots go to out/browser/<frontend>[-vue]/ (point_picker.png, point_picker_node.png,
 point_picker_reloaded.png).
 """
 
@@ -9,29 +10,24 @@ from PIL import Image, ImageDraw
 
 from comfyui_drag.nodes.point_picker import decode_mask
 
-from comfy_server import ROOT, run_driver, start
+from comfy_server import run_driver
 
 IMAGE = "drag_picker_test.png"
 W, H = 320, 180  # non-square on purpose: the widget letterboxes it
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, frontend):
-    base = tmp_path_factory.mktemp("comfy_base")
-    (base / "input").mkdir()
+def write_images(folder):
     img = Image.new("RGB", (W, H), (40, 60, 90))
     draw = ImageDraw.Draw(img)
     draw.ellipse((60, 40, 140, 120), fill=(230, 180, 40))
     draw.rectangle((200, 90, 280, 160), fill=(200, 60, 60))
-    img.save(base / "input" / IMAGE)
-    yield from start(base, frontend)
+    img.save(folder / IMAGE)
 
 
 @pytest.fixture(scope="module")
-def run(server):
-    out = ROOT / "out" / "browser" / server.frontend
-    out.mkdir(parents=True, exist_ok=True)
-    return run_driver("picker_driver.mjs", server.url, IMAGE, str(out))
+def run(server, frontend):
+    write_images(server.base / "input")
+    return run_driver("picker_driver.mjs", server.url, int(frontend.vue_nodes), server.out_dir(frontend), IMAGE)
 
 
 def pairs(*flat):
