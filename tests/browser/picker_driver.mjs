@@ -1,10 +1,11 @@
 // Drives the Drag Point Picker widget in headless Chromium against a running ComfyUI.
-// Usage: node picker_driver.mjs <server url> <vue: 0|1> <out dir> <image>
+// Usage: node picker_driver.mjs <server url> <vue: 0|1> <out dir> <image> <other image, same size> <image of another size>
+//        <the image as a JPEG>
 // Prints one JSON object of observations on stdout; tests/browser/test_point_picker_browser.py checks them.
 import path from "node:path";
 import { drive, nodeClip, queueAndWait } from "./driver_lib.mjs";
 
-const [url, vue, outDir, imageName] = process.argv.slice(2);
+const [url, vue, outDir, imageName, sameSizeImage, otherSizeImage, jpegImage] = process.argv.slice(2);
 
 await drive(url, vue === "1", async (page, result) => {
   // Build Load Image -> Drag Point Picker -> MASK preview, at zoom 1 so the node sits at a known place.
@@ -176,24 +177,90 @@ await drive(url, vue === "1", async (page, result) => {
   // Run the graph: the server's parser must accept what the widget wrote, and the widget shows the executed image.
   result.run = { ...(await queueAndWait(page)), imageUrl: await page.evaluate(() => window.__picker.dragPicker.imageUrl) };
 
+  // Waits until the widget has identified the image it shows (and so decided about its points). A
+  // widget that never does (one without this check) gets a few seconds, and the checks below tell.
+  const identified = () => page.waitForFunction(() => {
+    const p = window.__picker.dragPicker;
+    return p.imageUrl && p.image?.complete && p.shown?.url === p.imageUrl;
+  }, null, { timeout: 5_000 }).catch(() => (result.unidentified = (result.unidentified ?? 0) + 1));
+  const load = async (workflow) => {
+    await page.evaluate(async (workflow) => {
+      const { app } = window;
+      app.graph.clear();
+      await app.loadGraphData(workflow);
+      window.__picker = app.graph.nodes.find((n) => n.type === "DragPointPicker");
+    }, workflow);
+  };
+
   // Save, clear and reload the workflow: points and mask come back, on the widget's canvas too.
-  result.reload = await page.evaluate(async () => {
-    const { app } = window;
-    const before = window.__picker.widgets.map((w) => [w.name, w.value]).filter(([n]) => n !== "drag_picker");
-    const workflow = JSON.parse(JSON.stringify(app.graph.serialize()));
-    app.graph.clear();
-    await app.loadGraphData(workflow);
-    const node = app.graph.nodes.find((n) => n.type === "DragPointPicker");
-    window.__picker = node;
-    const deadline = Date.now() + 20000;
-    while (Date.now() < deadline && !(node.dragPicker.image?.naturalWidth && node.dragPicker.mask)) {
-      app.graph.setDirtyCanvas(true, true);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const after = node.widgets.map((w) => [w.name, w.value]).filter(([n]) => n !== "drag_picker");
-    return { before, after, pairs: node.dragPicker.state.pairs, maskSize: node.dragPicker.mask && [node.dragPicker.mask.width, node.dragPicker.mask.height],
+  const saved = await page.evaluate(() => JSON.parse(JSON.stringify(window.app.graph.serialize())));
+  const widgetValues = () => page.evaluate(() => window.__picker.widgets.map((w) => [w.name, w.value]).filter(([n]) => n !== "drag_picker"));
+  const before = await widgetValues();
+  await load(saved);
+  await identified();
+  await page.waitForFunction(() => window.__picker.dragPicker.mask, null, { timeout: 20_000 });
+  result.reload = await page.evaluate(() => {
+    const node = window.__picker;
+    return { pairs: node.dragPicker.state.pairs, maskSize: [node.dragPicker.mask.width, node.dragPicker.mask.height],
       imageShown: node.dragPicker.image?.naturalWidth > 0 };
   });
+  result.reload.before = before;
+  result.reload.after = await widgetValues();
+  result.reload.record = saved.nodes.find((n) => n.type === "DragPointPicker").properties?.points_image ?? null;
   await page.waitForTimeout(300);
   await page.screenshot({ path: path.join(outDir, "point_picker_reloaded.png") });
+
+  // Points belong to the image they were placed on: another image in Load Image clears them, before any run.
+  const setLoadImage = (name) => page.evaluate((name) => {
+    const w = window.app.graph.nodes.find((n) => n.type === "LoadImage").widgets.find((w) => w.name === "image");
+    w.value = name;
+    w.callback?.(name);
+  }, name);
+  const showImage = async (name) => {
+    await setLoadImage(name);
+    await page.waitForFunction((name) => window.__picker.dragPicker.imageUrl?.includes(`filename=${name}`), name, { timeout: 10_000 });
+    await identified();
+    await page.waitForTimeout(100);
+  };
+  const picker = () => page.evaluate(() => {
+    const p = window.__picker.dragPicker;
+    return { pairs: p.state.pairs, points: JSON.parse(p.pointsWidget.value), status: p.status.textContent,
+      image: [p.image?.naturalWidth, p.image?.naturalHeight], record: window.__picker.properties?.points_image ?? null };
+  });
+  result.stale = {};
+  await showImage(sameSizeImage);
+  result.stale.sameSize = await picker();
+  await page.screenshot({ path: path.join(outDir, "stale_points_cleared.png"), clip: await nodeClip(page, await page.evaluate(() => window.__picker.id)) });
+  await button("Undo");
+  result.stale.undone = await picker();
+  await showImage(otherSizeImage);
+  result.stale.otherSize = await picker();
+
+  // A workflow saved without the record (older saves, the shipped examples) keeps its points on its own image...
+  const withoutRecord = (imageValue) => {
+    const wf = JSON.parse(JSON.stringify(saved));
+    delete wf.nodes.find((n) => n.type === "DragPointPicker").properties.points_image;
+    wf.nodes.find((n) => n.type === "LoadImage").widgets_values[0] = imageValue;
+    return wf;
+  };
+  await load(withoutRecord(imageName));
+  await identified();
+  result.stale.noRecord = await picker();
+  // ...but when its image is missing and the user picks another, the points do not carry over.
+  await load(withoutRecord("drag_picker_missing.png"));
+  await page.waitForFunction(() => window.__picker.dragPicker.errors.image, null, { timeout: 10_000 });
+  result.stale.missingImage = await picker();
+  await showImage(imageName);
+  result.stale.missingThenPicked = await picker();
+
+  // A JPEG in Load Image, decoded by the browser, and the node's executed copy (decoded by PIL,
+  // sent as PNG) are the same image: a run keeps the points.
+  await showImage(jpegImage);
+  await page.evaluate((text) => (window.__picker.widgets.find((w) => w.name === "points").value = text),
+    JSON.stringify(result.afterDrag));
+  await page.waitForFunction(() => window.__picker.dragPicker.state.pairs.length === 2, null, { timeout: 5_000 });
+  result.stale.jpegRun = await queueAndWait(page);
+  await page.waitForFunction(() => window.__picker.dragPicker.imageUrl?.includes("type=temp"), null, { timeout: 10_000 });
+  await identified();
+  result.stale.jpegAfterRun = await picker();
 });
