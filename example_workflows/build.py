@@ -168,8 +168,9 @@ def estimate_size(spec: dict) -> list:
 
 def loaders(c: Canvas, x: int = 0, y: int = 0):
     ckpt = c.node("CheckpointLoaderSimple", (x, y), (340, 100), ckpt_name=CHECKPOINT)
-    text = c.node("CLIPTextEncode", (x, y + 150), (340, 150), text=PROMPT)
-    image = c.node("LoadImage", (x, y + 350), (340, 420), image=IMAGE)
+    # Nodes 2.0 adds a 26 px "issues" footer to the loader while the checkpoint is missing
+    text = c.node("CLIPTextEncode", (x, y + 190), (340, 150), text=PROMPT)
+    image = c.node("LoadImage", (x, y + 390), (340, 420), image=IMAGE)
     c.link(ckpt, "CLIP", text, "clip")
     return ckpt, text, image
 
@@ -257,16 +258,16 @@ def preset_workflow(preset: str, name: str) -> dict:
         mask_source = (auto, "mask")
         x += 380
     c.note((x, -300), (380, 250), PRESET_NOTES[preset])
-    edit = c.node("DragEdit", (x, 0), (380, 420), preset=preset)
+    edit = c.node("DragEdit", (x, 0), (380, 650), preset=preset)  # 230 px below the widgets for previews
     c.link(ckpt, "MODEL", edit, "model")
     c.link(ckpt, "VAE", edit, "vae")
     c.link(image, "IMAGE", edit, "image")
     c.link(text, "CONDITIONING", edit, "conditioning")
     c.link(pick, "points", edit, "points")
     c.link(*mask_source, edit, "mask")
-    settings = c.node("PreviewAny", (x, 470), (380, 300), title="Settings used")
+    settings = c.node("PreviewAny", (x, 700), (380, 300), title="Settings used")
     c.link(edit, "settings", settings, "source")
-    c.note((x, 820), (380, 200), ONE_BOX_NOTE)
+    c.note((x, 1050), (380, 200), ONE_BOX_NOTE)
     x += 420
     save = c.node("SaveImage", (x, 0), (420, 460), filename_prefix=f"drag/{preset}")
     c.link(edit, "image", save, "images")
@@ -290,13 +291,13 @@ def staged(c: Canvas, ckpt, text, image, pick, model, x: int, save_name: str = "
     c.link(ckpt, "VAE", inv, "vae")
     c.link(image, "IMAGE", inv, "image")
     c.link(text, "CONDITIONING", inv, "conditioning")
-    opt = c.node("DragLatentOptimizer", (x + 380, 0), (360, 330))
+    opt = c.node("DragLatentOptimizer", (x + 380, 0), (360, 560))  # room for its previews
     c.link(*model, opt, "model")
     c.link(inv, "inversion", opt, "inversion")
     c.link(text, "CONDITIONING", opt, "conditioning")
     c.link(pick, "points", opt, "points")
     c.link(pick, "mask", opt, "mask")
-    smp = c.node("DragReferenceSampler", (x + 780, 0), (340, 200))
+    smp = c.node("DragReferenceSampler", (x + 780, 0), (340, 430))  # room for its previews
     c.link(*model, smp, "model")
     c.link(inv, "inversion", smp, "inversion")
     c.link(opt, "drag", smp, "drag")
@@ -342,7 +343,7 @@ model sees it: if it already differs from your photo, train the LoRA longer (ste
 def step_by_step(name: str) -> dict:
     c = Canvas(name)
     ckpt, text, image = loaders(c, 0, 0)
-    n_load = c.note((0, 820), (340, 170), STEP_NOTES["load"])
+    n_load = c.note((0, 860), (340, 170), STEP_NOTES["load"])
     pick = picker(c, image, 420)
     n_pick = c.note((420, 710), (480, 170), STEP_NOTES["pick"])
     parts = staged(c, ckpt, text, image, pick, None, 980)
@@ -353,17 +354,17 @@ def step_by_step(name: str) -> dict:
     inv["pos"] = [980, 720]
     n_inv = c.note((980, 960), (340, 150), STEP_NOTES["invert"])
     opt["pos"] = [1400, 0]
-    traj = c.node("PreviewImage", (1400, 380), (360, 380), title="Preview: handle trajectory")
+    traj = c.node("PreviewImage", (1400, 610), (360, 380), title="Preview: handle trajectory")
     c.link(opt, "trajectory", traj, "images")
-    settings = c.node("PreviewAny", (1400, 810), (360, 260), title="Settings used")
+    settings = c.node("PreviewAny", (1400, 1040), (360, 260), title="Settings used")
     c.link(opt, "settings", settings, "source")
-    n_drag = c.note((1400, 1120), (360, 230), STEP_NOTES["drag"])
+    n_drag = c.note((1400, 1350), (360, 230), STEP_NOTES["drag"])
     smp["pos"] = [1840, 0]
-    save = c.node("SaveImage", (1840, 250), (420, 460), filename_prefix="drag/step_by_step")
+    save = c.node("SaveImage", (1840, 480), (420, 460), filename_prefix="drag/step_by_step")
     c.link(smp, "image", save, "images")
-    recon = c.node("PreviewImage", (1840, 760), (420, 420), title="Preview: reconstruction (unedited)")
+    recon = c.node("PreviewImage", (1840, 990), (420, 420), title="Preview: reconstruction (unedited)")
     c.link(smp, "reconstruction", recon, "images")
-    n_smp = c.note((1840, 1230), (420, 170), STEP_NOTES["sample"])
+    n_smp = c.note((1840, 1460), (420, 170), STEP_NOTES["sample"])
     c.group("1. Model, prompt, image", [ckpt, text, image, n_load])
     c.group("2. Pick the drag points", [pick, n_pick])
     c.group("3. Identity LoRA (once per image)", [lora, n_lora])
@@ -403,7 +404,7 @@ def refine_with_ksampler(name: str) -> dict:
     saved = c.node("PreviewAny", (900, 670), (340, 120), title="Saved LoRA file")
     c.link(lora, "lora_name", saved, "source")
     c.note((1280, -300), (740, 250), REFINE_NOTE)
-    plain = c.node("SaveImage", (1680, 250), (400, 440), filename_prefix="drag/edit")
+    plain = c.node("SaveImage", (1680, 480), (400, 440), filename_prefix="drag/edit")
     c.link(smp, "image", plain, "images")
     neg = c.node("CLIPTextEncode", (2120, -150), (340, 110), title="CLIP Text Encode (negative)",
                  text="blurry, distorted, low quality")
@@ -434,7 +435,7 @@ def reuse_identity_lora(name: str) -> dict:
     parts["inversion"]["pos"] = [900, 170]
     save = c.node("SaveImage", (2060, 0), (400, 440), filename_prefix="drag/reused_lora")
     c.link(parts["sampler"], "image", save, "images")
-    traj = c.node("PreviewImage", (1280, 380), (360, 380), title="Preview: handle trajectory")
+    traj = c.node("PreviewImage", (1280, 610), (360, 380), title="Preview: handle trajectory")
     c.link(parts["optimizer"], "trajectory", traj, "images")
     return c.workflow(scale=0.6)
 

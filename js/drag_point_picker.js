@@ -7,6 +7,7 @@ import {
   emptyState, addPoint, movePoint, removePair, clearPoints, UndoStack,
 } from "./lib/geometry.js";
 import { pairsToText, textToPairs } from "./lib/serialize.js";
+import { SAMPLE, imagePrint, pointsOnImage, recordAfterEdit } from "./lib/image_identity.js";
 
 const NODE_TYPE = "DragPointPicker";
 const PREVIEW_EVENT = "comfyui_drag.preview";
@@ -14,6 +15,12 @@ const HANDLE_COLOR = "#ef4444";
 const TARGET_COLOR = "#3b82f6";
 const MASK_TINT = "rgba(34, 197, 94, 1)";
 const POINT_RADIUS = 6;
+const NOTICE_COLOR = "#fbbf24";
+// node.properties key: the print (lib/image_identity.js) of the image the points were placed on.
+const POINTS_IMAGE = "points_image";
+// The Nodes 2.0 (Vue) renderer calls no node draw hooks, so the widget also looks for changes
+// (the upstream Load Image's file, the points text) on a timer.
+const POLL_MS = 200;
 const live = new Set();
 
 function viewUrl(params) {
@@ -35,6 +42,23 @@ function el(tag, props = {}, style = "") {
   return e;
 }
 
+/** The print of a loaded image: its pixels as decoded (no colour management, as the server's PIL reads them). */
+async function printOf(img) {
+  const c = el("canvas", { width: SAMPLE, height: SAMPLE });
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  try {
+    const bmp = await createImageBitmap(img, { colorSpaceConversion: "none", premultiplyAlpha: "none",
+      resizeWidth: SAMPLE, resizeHeight: SAMPLE, resizeQuality: "medium" });
+    ctx.drawImage(bmp, 0, 0, SAMPLE, SAMPLE);
+    bmp.close();
+  } catch {
+    ctx.drawImage(img, 0, 0, SAMPLE, SAMPLE);
+  }
+  return imagePrint(img.naturalWidth, img.naturalHeight, ctx.getImageData(0, 0, SAMPLE, SAMPLE).data);
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 class PickerWidget {
   constructor(node) {
     this.node = node;
@@ -44,7 +68,9 @@ class PickerWidget {
     this.brush = 16; // radius in view pixels, so the brush looks the same for any image size
     this.image = null;
     this.imageUrl = null;
-    this.upstreamUrl = null;
+    this.imagesTried = 0; // images the widget was asked to show since its node was created or loaded
+    this.shown = null; // {url, print} of the image shown, once identified
+    this.notice = ""; // what the widget did on its own (cleared stale points), until the next action
     this.mask = null; // canvas at image size: white with alpha = editable
     this.maskText = "";
     this.pointsText = null;
@@ -59,6 +85,22 @@ class PickerWidget {
   }
   get maskWidget() {
     return this.node.widgets?.find((w) => w.name === "mask");
+  }
+  get record() {
+    return this.node.properties?.[POINTS_IMAGE] ?? null;
+  }
+  set record(print) {
+    this.node.properties ??= {};
+    this.node.properties[POINTS_IMAGE] = print;
+  }
+  get hasPoints() {
+    return this.state.pairs.length > 0 || !!this.state.pending;
+  }
+
+  /** Points placed or edited on the image shown belong to it. */
+  followShownImage() {
+    const r = recordAfterEdit(this.record, this.shown?.print, this.hasPoints);
+    if (r) this.record = r;
   }
 
   buildDom() {
@@ -129,9 +171,11 @@ class PickerWidget {
     const text = this.pointsWidget?.value ?? "";
     if (text !== this.pointsText) {
       this.pointsText = text;
+      this.notice = "";
       try {
         this.state = { pairs: textToPairs(text), pending: this.state.pending };
         this.errors.points = "";
+        this.followShownImage();
       } catch (e) {
         this.errors.points = `points: ${e.message}`;
       }
@@ -162,8 +206,10 @@ class PickerWidget {
   /** Run an edit as one undoable action. */
   act(fn, touchesMask = false) {
     this.undo.push(this.snapshot());
+    this.notice = "";
     fn();
     this.writePoints();
+    this.followShownImage();
     if (touchesMask) this.writeMask();
     this.changed();
   }
@@ -171,8 +217,10 @@ class PickerWidget {
   doUndo() {
     const s = this.undo.pop();
     if (!s) return;
+    this.notice = "";
     this.state = s.state;
     this.writePoints();
+    this.followShownImage();
     if (s.mask !== this.maskText) {
       this.setMask(s.mask);
       if (this.maskWidget) this.maskWidget.value = s.mask;
@@ -190,6 +238,7 @@ class PickerWidget {
   setImage(url) {
     if (!url || url === this.imageUrl) return;
     this.imageUrl = url;
+    const first = this.imagesTried++ === 0;
     const img = new Image();
     img.onload = () => {
       if (this.imageUrl !== url) return;
@@ -197,12 +246,35 @@ class PickerWidget {
       this.errors.image = "";
       this.fitMaskToImage();
       this.render();
+      this.checkPointsBelong(img, url, first);
     };
     img.onerror = () => {
       if (this.imageUrl === url) this.errors.image = `could not load the image ${url}`;
       this.render();
     };
     img.src = url;
+  }
+
+  /** Points placed on another image than the one now shown are cleared (undoably), before any run. */
+  async checkPointsBelong(img, url, first) {
+    const print = await printOf(img);
+    if (this.imageUrl !== url) return;
+    this.shown = { url, print };
+    const { clear, record } = pointsOnImage(this.record, print, this.hasPoints, first);
+    if (clear) {
+      const { pairs, pending } = this.state;
+      const what = [pairs.length && plural(pairs.length, "pair"), pending && "a handle"].filter(Boolean).join(" and ");
+      this.act(() => (this.state = clearPoints()));
+      const them = pairs.length + !!pending === 1 ? "it" : "them";
+      this.notice = `Image changed: cleared ${what} placed on the previous image (Undo restores ${them})`;
+    }
+    if (record) this.record = record;
+    this.render();
+  }
+
+  poll() {
+    this.checkUpstream();
+    this.sync();
   }
 
   checkUpstream() {
@@ -350,7 +422,10 @@ class PickerWidget {
     this.drag = null;
     if (!d) return;
     if (d.paint) this.writeMask();
-    else if (d.moved) this.writePoints();
+    else if (d.moved) {
+      this.writePoints();
+      this.followShownImage();
+    }
     this.changed();
   }
 
@@ -473,11 +548,12 @@ class PickerWidget {
     const n = this.state.pairs.length;
     const next = this.state.pending ? `click the target of pair ${n + 1}` : `click a handle for pair ${n + 1}`;
     const what = { points: next, paint: "painting the editable region", erase: "erasing the mask" }[this.mode];
-    const parts = [img ? `${img.naturalWidth}×${img.naturalHeight}` : "no image", `${n} pair${n === 1 ? "" : "s"}`,
+    const parts = [img ? `${img.naturalWidth}×${img.naturalHeight}` : "no image", plural(n, "pair"),
       this.maskText ? "mask painted" : "no mask (all editable)", what];
     const error = Object.values(this.errors).find(Boolean);
-    this.status.textContent = error || parts.join(" · ");
-    this.status.style.color = error ? "#f87171" : "";
+    this.status.textContent = error || [this.notice, ...parts].filter(Boolean).join(" · ");
+    this.status.style.color = error ? "#f87171" : this.notice ? NOTICE_COLOR : "";
+    this.status.title = this.status.textContent; // the line is cut with an ellipsis when the node is narrow
   }
 
   dispose() {
@@ -490,6 +566,7 @@ app.registerExtension({
   name: "comfyui_drag.DragPointPicker",
 
   setup() {
+    setInterval(() => live.forEach((p) => p.poll()), POLL_MS);
     api.addEventListener(PREVIEW_EVENT, ({ detail }) => {
       const id = String(detail?.node ?? "").split(":").pop();
       const image = detail?.images?.[0];
@@ -505,6 +582,8 @@ app.registerExtension({
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const r = onNodeCreated?.apply(this, arguments);
+      // Nodes 2.0 would show the executed image again below the widget, growing the node.
+      this.hideOutputImages = true;
       const picker = (this.dragPicker = new PickerWidget(this));
       live.add(picker);
       const widget = this.addDOMWidget("drag_picker", "drag_picker", picker.root, {
@@ -538,8 +617,7 @@ app.registerExtension({
     const onDrawForeground = nodeType.prototype.onDrawForeground;
     nodeType.prototype.onDrawForeground = function () {
       const r = onDrawForeground?.apply(this, arguments);
-      this.dragPicker?.checkUpstream();
-      this.dragPicker?.sync();
+      this.dragPicker?.poll(); // at once in the classic canvas; the timer covers the Vue renderer
       return r;
     };
 

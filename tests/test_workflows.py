@@ -128,6 +128,24 @@ def test_chaining_workflows_use_stock_nodes():
     assert nodes_of(reuse, "LoraLoaderModelOnly") and not nodes_of(reuse, "DragIdentityLoRA")
 
 
+TITLE_BAR = 30  # px a node's title adds above its pos, in both renderers
+MISSING_FILE_FOOTER = 26  # px Nodes 2.0 adds under a loader whose file (the placeholder checkpoint) is missing
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_no_node_overlaps_another_as_shipped(name):
+    """Opened from the template browser, every node is readable: no box covers another (the
+    browser tests check the same after a run, js/drag_node_previews.js keeps the sizes)."""
+    boxes = []
+    for n in WORKFLOWS[name]["nodes"]:
+        (x, y), (w, h) = n["pos"], n["size"]
+        h += MISSING_FILE_FOOTER if n["type"] == "CheckpointLoaderSimple" else 0
+        boxes.append((n.get("title") or n["type"], x, y - TITLE_BAR, x + w, y + h))
+    overlapping = [(a[0], b[0]) for a, b in itertools.combinations(boxes, 2)
+                   if a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]]
+    assert not overlapping
+
+
 def test_every_pack_node_is_in_some_workflow():
     used = {n["type"] for wf in WORKFLOWS.values() for n in wf["nodes"]}
     assert set(NODE_CLASS_MAPPINGS) <= used

@@ -99,7 +99,4 @@ export class UndoStack {
   get size() {
     return this.items.length;
   }
-  clear() {
-    this.items = [];
-  }
 }

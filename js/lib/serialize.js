@@ -62,8 +62,3 @@ function xy(p, what) {
     throw new Error(`${what} must be [x, y] with two finite numbers, got ${JSON.stringify(p)}`);
   return [p[0], p[1]];
 }
-
-/** Pairs in DragBench's alternating order: [[hx, hy], [tx, ty], ...]. */
-export function pairsToAlternating(pairs) {
-  return pairs.flatMap(({ handle, target }) => [[...handle], [...target]]);
-}

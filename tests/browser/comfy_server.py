@@ -1,9 +1,11 @@
-"""A real ComfyUI server per frontend, for the browser tests (headless Chromium, playwright-core).
+"""A real ComfyUI server per frontend version, for the browser tests (headless Chromium, playwright-core).
 
-Every browser test module runs once per frontend in FRONTENDS (the `frontend` fixture, conftest.py): the one ComfyUI pins in its
-requirements (whatever `comfyui_frontend_package` is installed beside it) and the newest release
-this pack is tested with, served with --front-end-root. The newest one is fetched once with
-`pip download` into out/frontends/ (the registry is the only network these machines reach).
+Every browser test module runs once per entry of FRONTENDS (the `frontend` fixture, conftest.py):
+the frontend ComfyUI pins in its requirements (whatever `comfyui_frontend_package` is installed
+beside it) and the newest release this pack is tested with, served with --front-end-root, the
+newest one with each of its renderers (the classic LiteGraph canvas and Nodes 2.0, Vue components).
+The newest one is fetched once with `pip download` into out/frontends/ (the registry is the only
+network these machines reach). One server per version serves the whole session (conftest.py).
 
 Needs COMFYUI_PATH (a ComfyUI checkout), Chromium (/usr/bin/chromium or $CHROMIUM), node and
 `npm ci` at the repository root (playwright-core). Each server runs with a temporary
@@ -31,7 +33,20 @@ COMFYUI = os.environ.get("COMFYUI_PATH")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # The newest comfyui-frontend-package release the widget is tested with (pyproject states it too).
 NEWEST_FRONTEND = "1.58.1"
-FRONTENDS = ("pinned", NEWEST_FRONTEND)
+
+
+@dataclass(frozen=True)
+class Frontend:
+    version: str  # "pinned" (the one ComfyUI requires) or a comfyui-frontend-package version
+    vue_nodes: bool = False  # the Nodes 2.0 renderer (setting Comfy.VueNodes.Enabled)
+
+    @property
+    def id(self) -> str:
+        return self.version + ("-vue" if self.vue_nodes else "")
+
+
+# Nodes 2.0 is a user setting in 1.58.1; the pinned 1.27.10 has it only as a hidden experiment.
+FRONTENDS = (Frontend("pinned"), Frontend(NEWEST_FRONTEND), Frontend(NEWEST_FRONTEND, vue_nodes=True))
 
 
 def why_skip() -> str | None:
@@ -74,12 +89,18 @@ def _free_port() -> int:
 @dataclass
 class Server:
     url: str
-    base: pathlib.Path  # the server's --base-directory (input/, output/, user/, custom_nodes/)
+    base: pathlib.Path  # the server's --base-directory (input/, output/, user/, custom_nodes/, models/)
     frontend: str  # the frontend version it serves
 
     @property
     def log(self) -> str:
         return (self.base / "server.log").read_text()
+
+    def out_dir(self, frontend: Frontend) -> pathlib.Path:
+        """Where a test writes its screenshots: out/browser/<version>[-vue]/."""
+        out = ROOT / "out" / "browser" / (self.frontend + ("-vue" if frontend.vue_nodes else ""))
+        out.mkdir(parents=True, exist_ok=True)
+        return out
 
 
 def start(base: pathlib.Path, frontend: str, ready_node: str = "DragPointPicker"):
@@ -93,8 +114,8 @@ def start(base: pathlib.Path, frontend: str, ready_node: str = "DragPointPicker"
     settings = base / "user" / "default" / "comfy.settings.json"
     if not settings.exists():
         settings.parent.mkdir(parents=True, exist_ok=True)
-        # Skip the first-run template dialog, which would cover the canvas.
-        settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+        # Skip the first-run template dialog and hide the minimap: both would cover the canvas.
+        settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}))
     port = _free_port()
     cmd = [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
            "--port", str(port), "--base-directory", str(base), "--disable-auto-launch"]
@@ -103,7 +124,11 @@ def start(base: pathlib.Path, frontend: str, ready_node: str = "DragPointPicker"
         cmd += ["--front-end-root", str(frontend_root(frontend))]
         version = frontend
     log = open(base / "server.log", "w")
-    proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=log, stderr=subprocess.STDOUT)
+    # One torch thread, as tests/conftest.py sets for the in-process tests: with the cores shared,
+    # OpenMP barriers stall (step_by_step.json on the tiny checkpoint ran 44 s with two threads and
+    # 9 s with one, with other work on the machine).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 300
@@ -131,8 +156,8 @@ def start(base: pathlib.Path, frontend: str, ready_node: str = "DragPointPicker"
 
 def run_driver(script: str, *args: str, timeout: int = 600) -> dict:
     """Run a node script from tests/browser/ and return the JSON object it prints."""
-    p = subprocess.run(["node", str(ROOT / "tests" / "browser" / script), *args], cwd=ROOT, capture_output=True,
-                       text=True, timeout=timeout, env={**os.environ, "CHROMIUM": CHROMIUM})
+    p = subprocess.run(["node", str(ROOT / "tests" / "browser" / script), *map(str, args)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=timeout, env={**os.environ, "CHROMIUM": CHROMIUM})
     assert p.returncode == 0, p.stderr[-3000:]
     result = json.loads(p.stdout)
     assert not result.get("error"), result["error"]

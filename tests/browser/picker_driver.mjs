@@ -1,24 +1,13 @@
 // Drives the Drag Point Picker widget in headless Chromium against a running ComfyUI.
-// Usage: node picker_driver.mjs <server url> <input image name> <out dir>
+// Usage: node picker_driver.mjs <server url> <vue: 0|1> <out dir> <image> <other image, same size> <image of another size>
+//        <the image as a JPEG>
 // Prints one JSON object of observations on stdout; tests/browser/test_point_picker_browser.py checks them.
-import { chromium } from "playwright-core";
 import path from "node:path";
+import { drive, nodeClip, queueAndWait } from "./driver_lib.mjs";
 
-const [url, imageName, outDir] = process.argv.slice(2);
-const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const [url, vue, outDir, imageName, sameSizeImage, otherSizeImage, jpegImage] = process.argv.slice(2);
 
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args: FLAGS });
-const result = { console: [] };
-try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on("console", (m) => m.type() === "error" && result.console.push(`${m.text()} ${m.location()?.url ?? ""}`));
-  page.on("pageerror", (e) => result.console.push(`pageerror: ${e.stack}`));
-  await page.goto(url);
-  await page.waitForFunction(() => window.app?.graph && window.LiteGraph?.registered_node_types?.DragPointPicker,
-    null, { timeout: 120_000 });
-  await page.waitForTimeout(1000);
-
+await drive(url, vue === "1", async (page, result) => {
   // Build Load Image -> Drag Point Picker -> MASK preview, at zoom 1 so the node sits at a known place.
   await page.evaluate((imageName) => {
     const { app, LiteGraph } = window;
@@ -54,21 +43,12 @@ try {
 
   // Running with no points fails with a located error, yet the widget gets the image (for
   // upstream nodes other than Load Image, this is how the user first sees what to click on).
-  result.failedRun = await page.evaluate(async () => {
-    const api = window.comfyAPI.api.api;
-    const p = window.__picker.dragPicker;
-    const done = new Promise((resolve) => {
-      api.addEventListener("execution_success", () => resolve({ ok: true }), { once: true });
-      api.addEventListener("execution_error", ({ detail }) => resolve({ ok: false, error: detail?.exception_message }), { once: true });
-    });
-    p.imageUrl = null;
-    await window.app.queuePrompt(0, 1);
-    const r = await Promise.race([done, new Promise((res) => setTimeout(() => res({ ok: false, error: "timeout" }), 120000))]);
-    await new Promise((res) => setTimeout(res, 500));
-    return { ...r, imageUrl: p.imageUrl };
-  });
+  await page.evaluate(() => (window.__picker.dragPicker.imageUrl = null));
+  result.failedRun = { ...(await queueAndWait(page)), imageUrl: await page.evaluate(() => window.__picker.dragPicker.imageUrl) };
   await page.keyboard.press("Escape"); // closes the error dialog, which would cover the canvas
   await page.waitForFunction(() => !document.querySelector(".p-dialog-mask"), null, { timeout: 10_000 });
+  const errorBox = page.locator('[data-testid="error-overlay-dismiss"]'); // the newer frontends' error box
+  if (await errorBox.count()) await errorBox.first().click();
 
   // Client coordinates of an image pixel's centre, through the widget's own letterbox transform.
   const at = (px) => page.evaluate(([x, y]) => {
@@ -117,21 +97,25 @@ try {
   result.afterUndo = await points();
   await click([40, 160], "right");
 
-  // Editing the text updates the canvas state.
-  result.textEdit = await page.evaluate(() => {
-    const w = window.__picker.widgets.find((w) => w.name === "points");
-    const old = w.value;
-    w.inputEl.value = "[[1, 2], [3, 4]]";
-    w.inputEl.dispatchEvent(new Event("input"));
-    const pairs = window.__picker.dragPicker.state.pairs;
-    w.inputEl.value = "[[1, 2], [3";
-    w.inputEl.dispatchEvent(new Event("input"));
-    const badStatus = window.__picker.dragPicker.status.textContent;
-    const keptPairs = window.__picker.dragPicker.state.pairs.length;
-    w.inputEl.value = old;
-    w.inputEl.dispatchEvent(new Event("input"));
-    return { pairs, badStatus, keptPairs, restored: window.__picker.dragPicker.state.pairs.length };
-  });
+  // Typing in the points box the user sees (the canvas widget's textarea, or the Vue renderer's own) updates the canvas state.
+  const pointsBox = async () => {
+    const id = await page.evaluate(() => window.__picker.id);
+    const vueBox = page.locator(`[data-node-id="${id}"] [data-widget-name="points"] textarea`);
+    return (await vueBox.count()) ? vueBox : page.evaluateHandle(() => window.__picker.widgets.find((w) => w.name === "points").inputEl);
+  };
+  const typePoints = async (text, expectPairs) => {
+    await (await pointsBox()).fill(text);
+    await page.waitForFunction((n) => window.__picker.dragPicker.state.pairs.length === n, expectPairs, { timeout: 5_000 });
+    await page.waitForTimeout(300); // the points text is polled; let a bad text's status land
+  };
+  const oldText = await page.evaluate(() => window.__picker.widgets.find((w) => w.name === "points").value);
+  await typePoints("[[1, 2], [3, 4]]", 1);
+  result.textEdit = { pairs: await page.evaluate(() => window.__picker.dragPicker.state.pairs) };
+  await typePoints("[[1, 2], [3", 1);
+  result.textEdit.badStatus = await page.evaluate(() => window.__picker.dragPicker.status.textContent);
+  result.textEdit.keptPairs = await page.evaluate(() => window.__picker.dragPicker.state.pairs.length);
+  await typePoints(oldText, 2);
+  result.textEdit.restored = await page.evaluate(() => window.__picker.dragPicker.state.pairs.length);
 
   // The widget follows the graph zoom (it is CSS-scaled): clicks still land on the right pixels.
   const zoom = (scale) => page.evaluate(async (scale) => {
@@ -180,14 +164,7 @@ try {
   });
   await page.waitForTimeout(200);
   await page.screenshot({ path: path.join(outDir, "point_picker.png") });
-  const box = await page.evaluate(() => {
-    const { app } = window;
-    const n = window.__picker;
-    const [x, y] = app.canvas.ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - 30]);
-    const r = app.canvas.canvas.getBoundingClientRect();
-    return { x: r.left + x, y: r.top + y, width: n.size[0] * app.canvas.ds.scale, height: (n.size[1] + 30) * app.canvas.ds.scale };
-  });
-  await page.screenshot({ path: path.join(outDir, "point_picker_node.png"), clip: box });
+  await page.screenshot({ path: path.join(outDir, "point_picker_node.png"), clip: await nodeClip(page, await page.evaluate(() => window.__picker.id)) });
 
   // The mouse wheel over the picture zooms the graph, as it does elsewhere on the canvas.
   const scaleBefore = await page.evaluate(() => window.app.canvas.ds.scale);
@@ -198,42 +175,92 @@ try {
   await zoom(1);
 
   // Run the graph: the server's parser must accept what the widget wrote, and the widget shows the executed image.
-  result.run = await page.evaluate(async () => {
-    const { app } = window;
-    const api = window.comfyAPI.api.api;
-    const done = new Promise((resolve) => {
-      api.addEventListener("execution_success", () => resolve({ ok: true }), { once: true });
-      api.addEventListener("execution_error", ({ detail }) => resolve({ ok: false, error: detail?.exception_message }), { once: true });
-    });
-    await app.queuePrompt(0, 1);
-    const r = await Promise.race([done, new Promise((res) => setTimeout(() => res({ ok: false, error: "timeout" }), 120000))]);
-    await new Promise((res) => setTimeout(res, 500));
-    return { ...r, imageUrl: window.__picker.dragPicker.imageUrl };
-  });
+  result.run = { ...(await queueAndWait(page)), imageUrl: await page.evaluate(() => window.__picker.dragPicker.imageUrl) };
+
+  // Waits until the widget has identified the image it shows (and so decided about its points). A
+  // widget that never does (one without this check) gets a few seconds, and the checks below tell.
+  const identified = () => page.waitForFunction(() => {
+    const p = window.__picker.dragPicker;
+    return p.imageUrl && p.image?.complete && p.shown?.url === p.imageUrl;
+  }, null, { timeout: 5_000 }).catch(() => (result.unidentified = (result.unidentified ?? 0) + 1));
+  const load = async (workflow) => {
+    await page.evaluate(async (workflow) => {
+      const { app } = window;
+      app.graph.clear();
+      await app.loadGraphData(workflow);
+      window.__picker = app.graph.nodes.find((n) => n.type === "DragPointPicker");
+    }, workflow);
+  };
 
   // Save, clear and reload the workflow: points and mask come back, on the widget's canvas too.
-  result.reload = await page.evaluate(async () => {
-    const { app } = window;
-    const before = window.__picker.widgets.map((w) => [w.name, w.value]).filter(([n]) => n !== "drag_picker");
-    const workflow = JSON.parse(JSON.stringify(app.graph.serialize()));
-    app.graph.clear();
-    await app.loadGraphData(workflow);
-    const node = app.graph.nodes.find((n) => n.type === "DragPointPicker");
-    window.__picker = node;
-    const deadline = Date.now() + 20000;
-    while (Date.now() < deadline && !(node.dragPicker.image?.naturalWidth && node.dragPicker.mask)) {
-      app.graph.setDirtyCanvas(true, true);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const after = node.widgets.map((w) => [w.name, w.value]).filter(([n]) => n !== "drag_picker");
-    return { before, after, pairs: node.dragPicker.state.pairs, maskSize: node.dragPicker.mask && [node.dragPicker.mask.width, node.dragPicker.mask.height],
+  const saved = await page.evaluate(() => JSON.parse(JSON.stringify(window.app.graph.serialize())));
+  const widgetValues = () => page.evaluate(() => window.__picker.widgets.map((w) => [w.name, w.value]).filter(([n]) => n !== "drag_picker"));
+  const before = await widgetValues();
+  await load(saved);
+  await identified();
+  await page.waitForFunction(() => window.__picker.dragPicker.mask, null, { timeout: 20_000 });
+  result.reload = await page.evaluate(() => {
+    const node = window.__picker;
+    return { pairs: node.dragPicker.state.pairs, maskSize: [node.dragPicker.mask.width, node.dragPicker.mask.height],
       imageShown: node.dragPicker.image?.naturalWidth > 0 };
   });
+  result.reload.before = before;
+  result.reload.after = await widgetValues();
+  result.reload.record = saved.nodes.find((n) => n.type === "DragPointPicker").properties?.points_image ?? null;
   await page.waitForTimeout(300);
   await page.screenshot({ path: path.join(outDir, "point_picker_reloaded.png") });
-} catch (e) {
-  result.error = String(e?.stack || e);
-} finally {
-  await browser.close();
-}
-process.stdout.write(JSON.stringify(result));
+
+  // Points belong to the image they were placed on: another image in Load Image clears them, before any run.
+  const setLoadImage = (name) => page.evaluate((name) => {
+    const w = window.app.graph.nodes.find((n) => n.type === "LoadImage").widgets.find((w) => w.name === "image");
+    w.value = name;
+    w.callback?.(name);
+  }, name);
+  const showImage = async (name) => {
+    await setLoadImage(name);
+    await page.waitForFunction((name) => window.__picker.dragPicker.imageUrl?.includes(`filename=${name}`), name, { timeout: 10_000 });
+    await identified();
+    await page.waitForTimeout(100);
+  };
+  const picker = () => page.evaluate(() => {
+    const p = window.__picker.dragPicker;
+    return { pairs: p.state.pairs, points: JSON.parse(p.pointsWidget.value), status: p.status.textContent,
+      image: [p.image?.naturalWidth, p.image?.naturalHeight], record: window.__picker.properties?.points_image ?? null };
+  });
+  result.stale = {};
+  await showImage(sameSizeImage);
+  result.stale.sameSize = await picker();
+  await page.screenshot({ path: path.join(outDir, "stale_points_cleared.png"), clip: await nodeClip(page, await page.evaluate(() => window.__picker.id)) });
+  await button("Undo");
+  result.stale.undone = await picker();
+  await showImage(otherSizeImage);
+  result.stale.otherSize = await picker();
+
+  // A workflow saved without the record (older saves, the shipped examples) keeps its points on its own image...
+  const withoutRecord = (imageValue) => {
+    const wf = JSON.parse(JSON.stringify(saved));
+    delete wf.nodes.find((n) => n.type === "DragPointPicker").properties.points_image;
+    wf.nodes.find((n) => n.type === "LoadImage").widgets_values[0] = imageValue;
+    return wf;
+  };
+  await load(withoutRecord(imageName));
+  await identified();
+  result.stale.noRecord = await picker();
+  // ...but when its image is missing and the user picks another, the points do not carry over.
+  await load(withoutRecord("drag_picker_missing.png"));
+  await page.waitForFunction(() => window.__picker.dragPicker.errors.image, null, { timeout: 10_000 });
+  result.stale.missingImage = await picker();
+  await showImage(imageName);
+  result.stale.missingThenPicked = await picker();
+
+  // A JPEG in Load Image, decoded by the browser, and the node's executed copy (decoded by PIL,
+  // sent as PNG) are the same image: a run keeps the points.
+  await showImage(jpegImage);
+  await page.evaluate((text) => (window.__picker.widgets.find((w) => w.name === "points").value = text),
+    JSON.stringify(result.afterDrag));
+  await page.waitForFunction(() => window.__picker.dragPicker.state.pairs.length === 2, null, { timeout: 5_000 });
+  result.stale.jpegRun = await queueAndWait(page);
+  await page.waitForFunction(() => window.__picker.dragPicker.imageUrl?.includes("type=temp"), null, { timeout: 10_000 });
+  await identified();
+  result.stale.jpegAfterRun = await picker();
+});

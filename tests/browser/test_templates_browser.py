@@ -8,7 +8,7 @@ description. The one-line description is drawn into the thumbnail, which must lo
 
 import pytest
 
-from comfy_server import ROOT, run_driver, start
+from comfy_server import FRONTENDS, ROOT, run_driver
 
 PACK = "comfyui_drag"  # the folder comfy_server.start links the pack in as
 TITLES = ["Drag with DragDiffusion", "Drag with FreeDrag", "Drag with StableDrag", "Drag with GoodDrag",
@@ -17,14 +17,15 @@ TITLES = ["Drag with DragDiffusion", "Drag with FreeDrag", "Drag with StableDrag
 OPEN = "Drag, then refine with KSampler"  # spaces and a comma in the URL of its JSON
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, frontend):
-    yield from start(tmp_path_factory.mktemp("comfy_base"), frontend)
+@pytest.fixture(scope="module", params=[f for f in FRONTENDS if not f.vue_nodes], ids=lambda f: f"frontend-{f.id}")
+def frontend(request):
+    """The template browser does not depend on the node renderer: once per frontend version."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def browser(server):
-    out = ROOT / "out" / "browser" / server.frontend
+def browser(server, frontend):
+    out = ROOT / "out" / "browser" / frontend.id
     out.mkdir(parents=True, exist_ok=True)
     return run_driver("templates_driver.mjs", server.url, PACK, str(out / "templates.png"), OPEN)
 
