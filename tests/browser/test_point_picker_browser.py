@@ -7,7 +7,7 @@ point_picker_reloaded.png).
 import pytest
 from PIL import Image, ImageDraw
 
-from comfyui_drag.nodes.point_picker import decode_mask
+from comfyui_drag.nodes.painted_mask import decode_mask
 
 from comfy_server import ROOT, run_driver, start
 
