@@ -13,7 +13,7 @@ from comfyui_drag.drag_ops import presets, strategies
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.overrides import apply_overrides, rule_of, settings_of
 from comfyui_drag.drag_ops.rules import Choice, Flag, Items, Number, Part, Text
-from comfyui_drag.nodes.drag_optimize import configure
+from comfyui_drag.nodes.method import configure
 
 
 # -- bad values from a rule (also used by the node-level walk) ------------------------------------
