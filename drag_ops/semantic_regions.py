@@ -188,7 +188,7 @@ class _Regions:
             s._superpixels = cached
         return cached
 
-    def radius(self, s, i: int, which: int) -> int | float:
+    def radius_for(self, s, i: int, which: int) -> int | float:
         """r1 (which = 0) or r2 (which = 1) for handle i now."""
         if self.radii == "spacing":
             return self.sp.radii(s.handles[i])[which]
@@ -213,14 +213,14 @@ class SemanticRegionTracker(_Regions):
         self.begin_regions(s)
         self.reference = sample_at(s.orig_feats, s.starts)  # [N, C]
         if self.region == "travelling":
-            self.offsets = [region_offsets(regions, s.starts[i], None, self.radius(s, i, 1))
+            self.offsets = [region_offsets(regions, s.starts[i], None, self.radius_for(s, i, 1))
                             for i in range(len(s.starts))]
 
     def track(self, s, feats: torch.Tensor) -> None:
         H, W = feats.shape[-2:]
         for i in range(len(s.handles)):
             if self.region == "under_handle":
-                r = int(self.radius(s, i, 1))
+                r = int(self.radius_for(s, i, 1))
                 y0, y1, x0, x1 = square(s.handles[i], r, (H, W))
                 inside = self.sp.region(s.handles[i], s.targets[i], r)[y0:y1, x0:x1].to(feats.device)
                 score = (feats[0, :, y0:y1, x0:x1] - self.reference[i][:, None, None]).abs().sum(0)
@@ -257,7 +257,7 @@ class SemanticRegionSupervision(_Regions):
         regions = ensure_regions(s, self._settings())
         self.begin_regions(s)
         if self.region == "travelling":
-            self.offsets = [region_offsets(regions, s.starts[i], s.targets[i], self.radius(s, i, 0))
+            self.offsets = [region_offsets(regions, s.starts[i], s.targets[i], self.radius_for(s, i, 0))
                             for i in range(len(s.starts))]
 
     def _supervised(self, s) -> torch.Tensor:
@@ -274,7 +274,7 @@ class SemanticRegionSupervision(_Regions):
             if not float(supervised[i]):
                 continue
             if self.region == "under_handle":
-                r = int(self.radius(s, i, 0))
+                r = int(self.radius_for(s, i, 0))
                 y0, y1, x0, x1 = square(s.handles[i], r, (H, W))
                 inside = self.sp.region(s.handles[i], s.targets[i], r)[y0:y1, x0:x1].to(feats.device)
                 ys, xs = torch.meshgrid(torch.arange(y0, y1), torch.arange(x0, x1), indexing="ij")

@@ -149,3 +149,12 @@ def test_every_setting_path_has_a_rule_except_strategy_names():
         config = presets.preset(name)
         for path in settings_of(config):
             assert (rule_of(config, path) is None) == (path in ("tracker", "supervision", "schedule")), path
+
+
+def test_the_shapes_benchmark_builds_every_preset():
+    """`cli.py bench --presets all` adapts each preset to the shapes model before running any task."""
+    import cli
+    from comfyui_drag.shapes import world
+    configs = cli.bench_configs(["all"], {}, world.adapt)
+    assert set(configs) == set(presets.PRESETS)
+    assert configs["GoodDrag"].tracker.radius == world.MAX_TRACKING_RADIUS

@@ -343,6 +343,9 @@ def test_swapping_a_strategy_into_a_preset_keeps_its_scale():
     assert config.supervision.reference == "original" and config.supervision.radius == 1
     with pytest.raises(DragInputError, match="adaptive_template"):
         with_strategies(presets.dragdiffusion(), tracker="line_search")
+    # AdaptiveDrag's region strategies size their windows per superpixel: nothing to carry over
+    config = with_strategies(presets.adaptivedrag(), tracker="nearest", supervision="point")
+    assert config.tracker.radius == 3 and config.supervision.radius == 1
 
 
 def test_presets_list_their_values_with_sources_and_mark_overrides():
