@@ -18,7 +18,7 @@ from test_comfy_reliability import call
 
 pytestmark = requires_comfyui
 
-NEAR = [[20, 24], [23, 24]]  # 1.5 feature pixels: within reach at once, every drag ends early
+NEAR = [[20, 24], [22, 24]]  # 1 feature pixel once rounded to feature pixels: within reach at once, every drag ends early
 FAR = [[10, 10], [54, 50]]  # far beyond what the few steps below can move: the drag runs in full
 FIT = {"drag.features.blocks": [1]}  # the tiny UNet has two decoder levels
 SHORT = {
