@@ -23,8 +23,7 @@ import pytest
 from comfy_support import comfyui, requires_comfyui  # noqa: F401
 from test_comfy_workflows import check_saved_images, fast_prompt, live_specs  # noqa: F401
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
-import workflow_graph as wg  # noqa: E402
+from workbench.workflows import workflow_graph as wg  # noqa: E402
 
 pytestmark = requires_comfyui
 

@@ -64,7 +64,7 @@ def test_filter_fits_the_gaussian_label():
     offsets = square_offsets(3)
     labels = gaussian_labels(offsets, 1.0)
     patches = torch.randn(4, len(offsets), 640) + 0.5  # 4 handles, 7x7 patch, SD's 640 channels
-    # its cost is measured with the whole StableDrag update in benchmarks/perf.py, not timed here
+    # its cost is measured with the whole StableDrag update in workbench/benchmarks/perf.py, not timed here
     z = train_filters(patches, patches[:, len(offsets) // 2], labels)
     fit = torch.bmm(patches, z[:, :, None])[..., 0]
     assert (fit - labels).abs().max() < 0.05

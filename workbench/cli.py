@@ -1,8 +1,8 @@
 """Command line: run the pack's engine without ComfyUI.
 
-    python cli.py demo [--preset NAME] [--out DIR]     a drag edit on the bundled shapes model
-    python cli.py bench [--presets A,B] [--tasks N]    the shapes-world drag benchmark (table + JSON)
-    python cli.py bench --dragbench DIR --checkpoint SD    the same metrics on DragBench / Drag100 folders
+    python -m workbench demo [--preset NAME] [--out DIR]     a drag edit on the bundled shapes model
+    python -m workbench bench [--presets A,B] [--tasks N]    the shapes-world drag benchmark (table + JSON)
+    python -m workbench bench --dragbench DIR --checkpoint SD    the same metrics on DragBench / Drag100 folders
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ def demo(args) -> None:
     import torch
     from PIL import Image
 
-    pack_loader.load()
     from comfyui_drag.drag_ops.presets import preset
     from comfyui_drag.drag_ops.pipeline import run_edit
     from comfyui_drag.nodes.runtime import draw_points
-    from comfyui_drag.shapes import benchmark, world
+    from .shapes import benchmark, world
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -117,7 +116,6 @@ def bench(args) -> None:
 
     import torch
 
-    pack_loader.load()
     from comfyui_drag.drag_ops.errors import DragInputError
 
     torch.manual_seed(args.seed)
@@ -144,7 +142,7 @@ def bench(args) -> None:
 
 def _bench_shapes(args, names, sets) -> dict:
     from comfyui_drag.drag_ops.presets import describe
-    from comfyui_drag.shapes import benchmark, world
+    from .shapes import benchmark, world
 
     model, cond = world.engine_model(args.weights), world.conditioning()
     tasks = benchmark.make_tasks(args.tasks, args.task_seed)
@@ -156,7 +154,7 @@ def _bench_shapes(args, names, sets) -> dict:
     summary = benchmark.summarise(results)
     if images:
         _save_images(args.images, tasks, images)
-    return {"benchmark": "shapes", "weights": str(args.weights or "shapes/weights"), "task_seed": args.task_seed,
+    return {"benchmark": "shapes", "weights": str(args.weights or "workbench/shapes/weights"), "task_seed": args.task_seed,
             "settings": {n: {k: v["value"] for k, v in describe(n, c).items()} for n, c in configs.items()},
             "tasks": [t.describe() for t in tasks], "summary": summary, "results": results,
             "table": benchmark.table(summary)}
@@ -166,7 +164,7 @@ def _save_images(folder, tasks, images) -> None:
     """One row per task: input, ground truth, then every method's output."""
     import numpy as np
     from PIL import Image
-    from comfyui_drag.shapes.scenes import render
+    from .shapes.scenes import render
 
     out = pack_loader.ROOT / folder
     out.mkdir(parents=True, exist_ok=True)
@@ -179,7 +177,7 @@ def _save_images(folder, tasks, images) -> None:
 
 
 def _bench_real(args, names, sets) -> dict:
-    from comfyui_drag.drag_ops import datasets, metrics
+    from . import datasets, metrics
 
     if not args.checkpoint:
         raise SystemExit("--dragbench / --drag100 need --checkpoint (a local SD diffusers folder or file)")
@@ -197,20 +195,20 @@ def _bench_real(args, names, sets) -> dict:
         print(f"1 - LPIPS skipped: {fidelity.reason}")
     results = datasets.run(model, encode, samples, bench_configs(names, sets), fidelity=fidelity)
     summary = datasets.summarise(results)
-    from comfyui_drag.shapes.benchmark import table
+    from .shapes.benchmark import table
     return {"benchmark": "dragbench" if args.dragbench else "drag100", "checkpoint": str(args.checkpoint),
             "lpips": fidelity.usable or fidelity.reason, "summary": summary, "results": results,
             "table": table(summary, datasets.COLUMNS)}
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Drag editing engine (no ComfyUI needed).")
+    ap = argparse.ArgumentParser(prog="python -m workbench", description="Drag editing engine (no ComfyUI needed).")
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="drag edit on the bundled shapes-world model")
     d.add_argument("--preset", default="DragDiffusion")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default="out/demo")
-    d.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
+    d.add_argument("--weights", default=None, help="shapes-world weights folder (default: workbench/shapes/weights)")
     d.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: this model is too small to gain from more, and busy cores make more threads stall)")
     d.set_defaults(run=demo)
@@ -228,7 +226,7 @@ def main(argv=None) -> None:
                    "(repeatable; VALUE is JSON)")
     b.add_argument("--json", default=None, help="write per-task metrics, averages and settings here")
     b.add_argument("--images", default=None, help="folder for a grid of inputs, ground truths and outputs")
-    b.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
+    b.add_argument("--weights", default=None, help="shapes-world weights folder (default: workbench/shapes/weights)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a busy 2-core machine a second thread waits for a core and "
                    "slows every step several times)")

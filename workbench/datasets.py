@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from . import metrics
-from .errors import DragInputError
-from .points import DragPoints, parse_points
+from comfyui_drag.drag_ops.errors import DragInputError
+from comfyui_drag.drag_ops.points import DragPoints, parse_points
 
 
 @dataclass
@@ -108,7 +108,7 @@ def run(model, encode_prompt, samples: list[Sample], configs: dict, log=print, f
 
     encode_prompt(text) -> Conditioning. MD matches the handle's feature (the model's own decoder
     features, DIFT-style) in the output; fidelity is a metrics.Fidelity (None: make one)."""
-    from .pipeline import run_edit
+    from comfyui_drag.drag_ops.pipeline import run_edit
     fidelity = fidelity or metrics.Fidelity(model.device)
     results = {}
     for sample in samples:
@@ -155,9 +155,9 @@ def load_checkpoint(path, device="cpu", num_steps: int = 50):
     a single .safetensors/.ckpt file. Nothing is downloaded (local_files_only); a single file whose
     diffusers configs are not cached here fails with a message asking for a diffusers folder."""
     from diffusers import StableDiffusionPipeline
-    from .model import Conditioning, DiffusersVAECodec, DiffusionModel
-    from .network import DiffusersUNet
-    from .schedule import DDIMSchedule
+    from comfyui_drag.drag_ops.model import Conditioning, DiffusersVAECodec, DiffusionModel
+    from comfyui_drag.drag_ops.network import DiffusersUNet
+    from comfyui_drag.drag_ops.schedule import DDIMSchedule
     path = Path(path)
     if not path.exists():
         raise DragInputError(f"checkpoint {path} does not exist")

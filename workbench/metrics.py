@@ -82,7 +82,7 @@ def dai(source, edited, handles, targets, radii=DAI_RADII) -> dict:
 def diffusion_features(model, cond, image: torch.Tensor, timestep: int = 261, blocks=(1,), seed: int = 0):
     """DIFT-style features: the image's latent noised to ``timestep`` (fixed noise) through the UNet,
     decoder blocks ``blocks`` at the latent resolution, unit length over channels [1, C, h, w]."""
-    from .model import FeatureSpec
+    from comfyui_drag.drag_ops.model import FeatureSpec
     latent = model.codec.encode(image.to(model.device))
     noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(seed)).to(latent)
     a = float(model.schedule.alphas_cumprod[timestep])
@@ -95,7 +95,7 @@ def diffusion_features(model, cond, image: torch.Tensor, timestep: int = 261, bl
 def correspondences(model, cond, source: torch.Tensor, edited: torch.Tensor, points, **feature_args) -> list:
     """For each point of ``source`` [1, 3, H, W], the best-matching point of ``edited`` (image pixels):
     cosine similarity of diffusion features, the similarity map upsampled to the image, its argmax."""
-    from .coords import sample_at
+    from comfyui_drag.drag_ops.coords import sample_at
     H, W = source.shape[-2:]
     fs = diffusion_features(model, cond, source, **feature_args)
     fe = diffusion_features(model, cond, edited, **feature_args)

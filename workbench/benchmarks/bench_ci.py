@@ -1,7 +1,7 @@
 """Means with 95% confidence intervals over the tasks of one or more shapes-benchmark runs.
 
-    python cli.py bench --presets all --tasks 24 --task-seed 3 --json out/bench/seed3.json   (and 4, 5)
-    python benchmarks/bench_ci.py out/bench/seed3.json out/bench/seed4.json out/bench/seed5.json
+    python -m workbench bench --presets all --tasks 24 --task-seed 3 --json out/bench/seed3.json   (and 4, 5)
+    python -m workbench.benchmarks.bench_ci out/bench/seed3.json out/bench/seed4.json out/bench/seed5.json
 
 The tasks of all files are pooled (a task is one (seed, task) pair) and each mean's interval is the
 2.5th-97.5th percentile of the mean over bootstrap resamples of the tasks (with replacement; the
@@ -63,7 +63,7 @@ def table(rows_by_method: dict, resamples: int, seed: int, intervals: bool = Tru
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="+", type=pathlib.Path, help="cli.py bench --json outputs")
+    parser.add_argument("files", nargs="+", type=pathlib.Path, help="workbench/cli.py bench --json outputs")
     parser.add_argument("--resamples", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0, help="of the bootstrap")
     args = parser.parse_args(argv)

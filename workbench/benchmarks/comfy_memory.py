@@ -1,11 +1,11 @@
 """Inside ComfyUI: peak memory and time of each stage of the step-by-step drag graph on an
 SD1.5-size random checkpoint, beside a stock KSampler run on the same checkpoint. Prints a table.
 
-    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/comfy_memory.py [--size 256] [--steps 2]
-    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/comfy_memory.py --gpu --size 512 --paper
+    COMFYUI_PATH=/path/to/ComfyUI python -m workbench.benchmarks.comfy_memory [--size 256] [--steps 2]
+    COMFYUI_PATH=/path/to/ComfyUI python -m workbench.benchmarks.comfy_memory --gpu --size 512 --paper
 
 Each stage is its own execution of the graph (ComfyUI's cache keeps what the earlier ones made),
-measured as the peak memory in use while it runs (benchmarks/perf.py's PeakMemory: on the CPU the
+measured as the peak memory in use while it runs (workbench/benchmarks/perf.py's PeakMemory: on the CPU the
 C allocator's bytes in use, sampled; on a GPU CUDA's allocator peak), absolute, so a stage that
 held a second copy of the UNet would show it. The checkpoint (a full SD1.5 UNet of random
 weights, ComfyUI's SD1.5 CLIP-L and a TAESD VAE) is written once into a temporary models folder.
@@ -23,11 +23,9 @@ import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import comfy_support  # noqa: E402
-from perf import PeakMemory  # noqa: E402
+from tests import comfy_support
+
+from .perf import PeakMemory
 
 CHECKPOINT = "sd15_size_random.safetensors"
 SD15_UNET = {**comfy_support.TINY_UNET, "num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 4, 4],

@@ -1,7 +1,7 @@
 """Inside ComfyUI: a cold run of the step-by-step drag graph against a re-run after only the
 points moved (ComfyUI's cache keeps the identity LoRA and the inversion). Prints numbers.
 
-    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/comfy_rerun.py
+    COMFYUI_PATH=/path/to/ComfyUI python -m workbench.benchmarks.comfy_rerun
 
 Runs on the tests' tiny random SD1.5-shaped checkpoint with the DragDiffusion defaults (80 LoRA
 steps at batch 4, inversion to 0.7, up to 80 drag steps, reference sampling); the drag never
@@ -16,10 +16,8 @@ import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-import comfy_support  # noqa: E402
-from test_comfy_drag_graph import BLOCKS, drag_graph  # noqa: E402
+from tests import comfy_support
+from tests.comfy_support import BLOCKS, drag_graph
 
 
 def main() -> None:

@@ -7,25 +7,19 @@ is the quantity a drag at strength s relies on (t ~ 1000 s): the features and th
 be as good as the model's guess of the image. It exposed the latent-scale bug of session 6 (t = 300:
 19.1 dB with SD's 0.18215, 32.5 dB with the model's own scale). Under a minute on one thread.
 
-    python benchmarks/denoiser_x0.py [--weights DIR] [--scenes 8] [--t 100,300,500,700,900]
+    python -m workbench.benchmarks.denoiser_x0 [--weights DIR] [--scenes 8] [--t 100,300,500,700,900]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import pathlib
-import sys
 
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import pack_loader  # noqa: E402
-
-pack_loader.load()
-from comfyui_drag.shapes import world  # noqa: E402
-from comfyui_drag.shapes.scenes import scene_images  # noqa: E402
-from comfyui_drag.shapes.train import VAL_SEED, psnr, to_tensor  # noqa: E402
+from workbench.shapes import world
+from workbench.shapes.scenes import scene_images
+from workbench.shapes.train import VAL_SEED, psnr, to_tensor
 
 
 @torch.no_grad()
@@ -46,7 +40,7 @@ def denoiser_psnr(model, cond, images: torch.Tensor, timesteps, seed: int = 0) -
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
+    ap.add_argument("--weights", default=None, help="shapes-world weights folder (default: workbench/shapes/weights)")
     ap.add_argument("--scenes", type=int, default=8)
     ap.add_argument("--t", default="100,300,500,700,900", help="comma-separated training timesteps (0-999)")
     ap.add_argument("--threads", type=int, default=1)

@@ -15,29 +15,23 @@ most of the change is neither (on this world, off-manifold latent changes that d
 smears). About 2.5 minutes for all five presets on one thread (12 tasks, 40 updates), so it can rank
 checkpoints and settings before a full benchmark (25 minutes).
 
-    python benchmarks/drag_alignment.py --presets DragDiffusion,GoodDrag --updates 1,10
+    python -m workbench.benchmarks.drag_alignment --presets DragDiffusion,GoodDrag --updates 1,10
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 from dataclasses import replace
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import pack_loader  # noqa: E402
-
-pack_loader.load()
-from comfyui_drag.cli import bench_configs, parse_sets  # noqa: E402
-from comfyui_drag.drag_ops.errors import DragInputError  # noqa: E402
-from comfyui_drag.drag_ops.inversion import invert  # noqa: E402
-from comfyui_drag.drag_ops.pipeline import drag_stage  # noqa: E402
-from comfyui_drag.drag_ops.schedules import SingleTimestep  # noqa: E402
-from comfyui_drag.shapes import benchmark, world  # noqa: E402
+from workbench.cli import bench_configs, parse_sets
+from comfyui_drag.drag_ops.errors import DragInputError
+from comfyui_drag.drag_ops.inversion import invert
+from comfyui_drag.drag_ops.pipeline import drag_stage
+from comfyui_drag.drag_ops.schedules import SingleTimestep
+from workbench.shapes import benchmark, world
 
 MOVE_PIXELS = 4.0  # the probe move: about one latent pixel, what tens of updates should achieve
 
@@ -88,8 +82,8 @@ def main(argv=None) -> None:
     ap.add_argument("--updates", default="1,10", help="comma-separated update counts to measure after")
     ap.add_argument("--tasks", type=int, default=16, help="benchmark tasks generated (the move tasks are used)")
     ap.add_argument("--task-seed", type=int, default=0)
-    ap.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
-    ap.add_argument("--set", action="append", metavar="[PRESET:]PATH=VALUE", help="as cli.py bench --set")
+    ap.add_argument("--weights", default=None, help="shapes-world weights folder (default: workbench/shapes/weights)")
+    ap.add_argument("--set", action="append", metavar="[PRESET:]PATH=VALUE", help="as workbench/cli.py bench --set")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """How far can a latent optimisation carry a shape when it is told exactly where to go? Prints numbers.
 
-The frontier check behind the shapes world's drag settings (shapes/world.adapt). On the tuning
+The frontier check behind the shapes world's drag settings (workbench/shapes/world.adapt). On the tuning
 relocation tasks (task seed 0, never the held-out seed 1) the inverted latent at DragDiffusion's
 adapted timestep is optimised, with the drag's own optimiser and learning rate, so that its decoder
 features match, inside the task's mask, those of the GROUND-TRUTH edit inverted the same way. Then
@@ -11,28 +11,22 @@ If the oracle moves shapes cleanly, the model and the optimisation can do it and
 in the drag's supervision or its budget; if the oracle leaves blobs too, the model is the limit.
 With `--updates 5,120` a task takes about 50 s (most of it the identity LoRA of world.adapt).
 
-    python benchmarks/drag_oracle.py [--updates 80,200] [--tasks 16]
+    python -m workbench.benchmarks.drag_oracle [--updates 80,200] [--tasks 16]
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import pack_loader  # noqa: E402
-
-pack_loader.load()
-from comfyui_drag.drag_ops.coords import Geometry  # noqa: E402
-from comfyui_drag.drag_ops.inversion import invert  # noqa: E402
-from comfyui_drag.drag_ops.lora import train_identity_lora  # noqa: E402
-from comfyui_drag.drag_ops.presets import preset  # noqa: E402
-from comfyui_drag.drag_ops.reference import sample  # noqa: E402
-from comfyui_drag.shapes import benchmark, world  # noqa: E402
+from comfyui_drag.drag_ops.coords import Geometry
+from comfyui_drag.drag_ops.inversion import invert
+from comfyui_drag.drag_ops.lora import train_identity_lora
+from comfyui_drag.drag_ops.presets import preset
+from comfyui_drag.drag_ops.reference import sample
+from workbench.shapes import benchmark, world
 
 
 def prepare(model, cond, task, config):
@@ -74,7 +68,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--updates", default="80,200", help="comma-separated optimisation budgets")
     ap.add_argument("--tasks", type=int, default=16, help="tasks generated (the moves among them are used)")
-    ap.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
+    ap.add_argument("--weights", default=None, help="shapes-world weights folder (default: workbench/shapes/weights)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     try:

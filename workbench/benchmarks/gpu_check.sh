@@ -14,4 +14,4 @@ chmod -R u+w "$tmp/ComfyUI"
 grep -vE '^\s*(torch|torchvision|torchaudio)\s*$' "$src/requirements.txt" > "$tmp/requirements.txt"
 python3 -m pip install -q -r "$tmp/requirements.txt" -r requirements.txt 2>&1 | grep -v "^WARNING" || true
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-COMFYUI_PATH="$tmp/ComfyUI" python3 benchmarks/comfy_memory.py --gpu --size 512 --paper
+COMFYUI_PATH="$tmp/ComfyUI" python3 -m workbench.benchmarks.comfy_memory --gpu --size 512 --paper

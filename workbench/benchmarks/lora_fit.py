@@ -11,26 +11,20 @@ validation scenes (never trained on) and reports:
   against the input, without and with the LoRA: what the adapter holds of the image once the
   noise has destroyed the detail a drag disturbs.
 
-    python benchmarks/lora_fit.py [--scenes 4] [--steps 300] [--strength 0.5]
+    python -m workbench.benchmarks.lora_fit [--scenes 4] [--steps 300] [--strength 0.5]
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import pack_loader  # noqa: E402
-
-pack_loader.load()
-from comfyui_drag.drag_ops.lora import DEFAULT_TARGETS, LoraSettings, train_identity_lora  # noqa: E402
-from comfyui_drag.shapes import world  # noqa: E402
-from comfyui_drag.shapes.scenes import scene_images  # noqa: E402
-from comfyui_drag.shapes.train import VAL_SEED, psnr, to_tensor  # noqa: E402
+from comfyui_drag.drag_ops.lora import DEFAULT_TARGETS, LoraSettings, train_identity_lora
+from workbench.shapes import world
+from workbench.shapes.scenes import scene_images
+from workbench.shapes.train import VAL_SEED, psnr, to_tensor
 
 # the second set is DragDiffusion's targets as world.adapt extends them
 TARGETS = {"attention": DEFAULT_TARGETS, "attention+resnets": DEFAULT_TARGETS + world.LORA_EXTRA_TARGETS}
@@ -61,7 +55,7 @@ def regenerate(model, cond, z0: torch.Tensor, strength: float, seed: int = 0) ->
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default=None, help="shapes-world weights folder (default: shapes/weights)")
+    ap.add_argument("--weights", default=None, help="shapes-world weights folder (default: workbench/shapes/weights)")
     ap.add_argument("--scenes", type=int, default=4)
     ap.add_argument("--steps", type=int, default=world.LORA_STEPS, help="LoRA steps (default: world.adapt's)")
     ap.add_argument("--rank", type=int, default=world.LORA_RANK)

@@ -1,7 +1,7 @@
 """Speed and memory of each stage against the bare cost of the network (prints numbers).
 
-    python benchmarks/perf.py --model shapes            the bundled tiny model, 64x64 images
-    python benchmarks/perf.py --model sd15 --size 512   a random SD1.5-size UNet (few steps, ratios)
+    python -m workbench.benchmarks.perf --model shapes            the bundled tiny model, 64x64 images
+    python -m workbench.benchmarks.perf --model sd15 --size 512   a random SD1.5-size UNet (few steps, ratios)
 
 Ratios: a preset's motion-supervision step over the network passes it needs (counted: each
 forward with gradients costs a bare forward+backward, each no-grad forward a bare forward);
@@ -18,25 +18,19 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
-import pathlib
-import sys
 import threading
 import time
 
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import pack_loader  # noqa: E402
-
-pack_loader.load()
-from comfyui_drag.drag_ops import pipeline, presets  # noqa: E402
-from comfyui_drag.drag_ops.inversion import invert  # noqa: E402
-from comfyui_drag.drag_ops.lora import LoraSettings, train_identity_lora  # noqa: E402
-from comfyui_drag.drag_ops.model import Conditioning, DiffusionModel  # noqa: E402
-from comfyui_drag.drag_ops.network import DiffusersUNet, Stage  # noqa: E402
-from comfyui_drag.drag_ops.points import DragPoints  # noqa: E402
-from comfyui_drag.drag_ops.reference import sample  # noqa: E402
-from comfyui_drag.drag_ops.schedule import DDIMSchedule  # noqa: E402
+from comfyui_drag.drag_ops import pipeline, presets
+from comfyui_drag.drag_ops.inversion import invert
+from comfyui_drag.drag_ops.lora import LoraSettings, train_identity_lora
+from comfyui_drag.drag_ops.model import Conditioning, DiffusionModel
+from comfyui_drag.drag_ops.network import DiffusersUNet, Stage
+from comfyui_drag.drag_ops.points import DragPoints
+from comfyui_drag.drag_ops.reference import sample
+from comfyui_drag.drag_ops.schedule import DDIMSchedule
 
 
 class _IdentityCodec:
@@ -66,7 +60,7 @@ def sd15_model(size: int, weights=None) -> tuple[DiffusionModel, Conditioning, t
 
 
 def shapes_model(size: int, weights=None):
-    from comfyui_drag.shapes import world
+    from workbench.shapes import world
     model, cond = world.engine_model(weights), world.conditioning()
     scene = world.demo_scene(0)
     latent = model.codec.encode(world.to_engine_image(scene))

@@ -25,8 +25,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from ..drag_ops import metrics
-from ..drag_ops.points import DragPoints
+from .. import metrics
+from comfyui_drag.drag_ops.points import DragPoints
 from . import world
 from .scenes import KINDS, Scene, Shape, _inside, coverage, random_scene, render, shape_mask
 
@@ -374,7 +374,7 @@ def run(model, cond, tasks: list[Task], configs: dict, log=print, images: dict |
     """{method: [metrics per task]} for each named EditConfig, plus "<name> do-nothing": the same
     run's reconstruction (inversion and sampling of the unedited latent, LoRA included).
     images, if a dict, receives {(method, task name): uint8 output}."""
-    from ..drag_ops.pipeline import run_edit
+    from comfyui_drag.drag_ops.pipeline import run_edit
     results = {}
     for task in tasks:
         image = world.to_engine_image(task.scene)

@@ -80,5 +80,5 @@ def load_shapes_model(device="cpu", folder: str | Path = WEIGHTS):
     missing = [f for f in ("unet.safetensors", "vae.safetensors") if not (folder / f).exists()]
     if missing:
         raise FileNotFoundError(f"shapes-world weights missing in {folder}: {missing}; "
-                                "train them with `python -m shapes.train` from the repository root")
+                                "train them with `python -m workbench.shapes.train` from the repository root")
     return load_module(UNet2DConditionModel, folder, "unet", device), load_module(AutoencoderKL, folder, "vae", device)

@@ -1,8 +1,8 @@
 """DDIM samples from the shapes-world model (pure noise -> image) through the engine's schedule
 and codec: a sanity check that the trained weights work the way the drag engine uses them.
 
-    python -m shapes.sample --out out/shapes_samples.png   (from the repository root)
-    python -m shapes.sample -n 64 --score                  (+ how many sampled shapes are clean)
+    python -m workbench.shapes.sample --out out/shapes_samples.png   (from the repository root)
+    python -m workbench.shapes.sample -n 64 --score                  (+ how many sampled shapes are clean)
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from PIL import Image
 from .model import empty_prompt, load_shapes_model
 
 try:
-    from ..drag_ops.model import DiffusersVAECodec
-    from ..drag_ops.schedule import DDIMSchedule
-except ImportError:  # run as `python -m shapes...` from the repository root: shapes is top-level
+    from comfyui_drag.drag_ops.model import DiffusersVAECodec
+    from comfyui_drag.drag_ops.schedule import DDIMSchedule
+except ImportError:  # run as `python -m workbench.shapes...` from the repository root: shapes is top-level
     from drag_ops.model import DiffusersVAECodec
     from drag_ops.schedule import DDIMSchedule
 
@@ -49,7 +49,7 @@ def grid(images: np.ndarray, cols: int = 4, zoom: int = 4) -> Image.Image:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="out/shapes_samples.png")
-    ap.add_argument("--weights", default=None, help="weights folder (default: shapes/weights)")
+    ap.add_argument("--weights", default=None, help="weights folder (default: workbench/shapes/weights)")
     ap.add_argument("-n", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=50)
@@ -63,12 +63,7 @@ def main():
     grid(images).save(a.out)
     print(a.out)
     if a.score:
-        try:
-            from .benchmark import outline_quality
-        except ImportError:  # run as `python -m shapes.sample`: the benchmark needs the pack as a package
-            import pack_loader
-            pack_loader.load()
-            from comfyui_drag.shapes.benchmark import outline_quality
+        from .benchmark import outline_quality
         print(outline_quality(images))
 
 

@@ -1,6 +1,6 @@
 """Train the shapes-world model on CPU: first the VAE, then the UNet on pre-encoded latents.
 
-    python -m shapes.train --out shapes/weights          (from the repository root)
+    python -m workbench.shapes.train --out workbench/shapes/weights          (from the repository root)
 
 Step counts are either given (--vae-steps, --unet-steps: reproducible from --seed) or sized
 from a time budget after timing the first steps (the counts chosen are logged and written to
@@ -217,7 +217,7 @@ def checkpoint(unet, vae, a, step: int) -> None:
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="shapes/weights", help="weights folder")
+    ap.add_argument("--out", default="workbench/shapes/weights", help="weights folder")
     ap.add_argument("--samples-dir", default="out", help="where checkpoint sample grids go")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)

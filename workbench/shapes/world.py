@@ -1,7 +1,7 @@
 """The shapes world as the engine sees it: the trained model, its prompt, scenes as images,
 and the few settings a 64x64 model needs on top of a preset.
 
-Coordinates: scenes (shapes/scenes.py) put pixel j's centre at j + 0.5; the engine's points are
+Coordinates: scenes (workbench/shapes/scenes.py) put pixel j's centre at j + 0.5; the engine's points are
 pixel indices (pixel j's centre is j). ``to_engine_xy`` / ``to_scene_xy`` are the only places
 that convert between the two.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..drag_ops.model import Conditioning, DiffusersVAECodec, DiffusionModel, FeatureSpec
-from ..drag_ops.network import DiffusersUNet
-from ..drag_ops.schedule import DDIMSchedule
+from comfyui_drag.drag_ops.model import Conditioning, DiffusersVAECodec, DiffusionModel, FeatureSpec
+from comfyui_drag.drag_ops.network import DiffusersUNet
+from comfyui_drag.drag_ops.schedule import DDIMSchedule
 from .model import WEIGHTS, empty_prompt, load_shapes_model
 from .scenes import Scene, Shape, random_scene, render
 
@@ -119,7 +119,7 @@ FREEDRAG_TARGET_DISTANCE = 0.1
 
 def adapt(config):
     """A preset's EditConfig for the 64x64 shapes model (a copy; the preset's own values otherwise).
-    Measured on the 12 tuning moves (`cli.py bench --task-seed 0 --only move`; the held-out seed 1
+    Measured on the 12 tuning moves (`workbench/cli.py bench --task-seed 0 --only move`; the held-out seed 1
     untouched), as move MD / initial and identity kept.
 
     - Features: SD's up_blocks[2] is the second-to-last of four decoder levels; this UNet has three,
@@ -128,7 +128,7 @@ def adapt(config):
     - Identity LoRA on the ResNet convolutions too, rank 8, 300 steps at 3e-3. SD's recipe (attention
       projections, rank 16, 80 steps at 5e-4) is sized for a UNet with attention at every level and a
       text prompt; this one has attention only at 8x8 and 4x4 and its cross-attention reads a zero
-      token, so attention adapters barely fit the image (`benchmarks/lora_fit.py`, 4 scenes: denoising
+      token, so attention adapters barely fit the image (`workbench/benchmarks/lora_fit.py`, 4 scenes: denoising
       loss 0.079 -> 0.085 after 200 steps; with conv1 / conv2: 0.069, and the scene regenerated from
       strength 0.5 at 30.1 dB against 28.1). 40 steps fitted nothing either way (0.084-0.087).
       DragDiffusion at strength 0.5 on tuning seeds 0 / 2: 200 steps 0.55 / 75%, 0.63 / 83%; 300 steps
@@ -152,7 +152,7 @@ def adapt(config):
       of an 8-16 px move still to go, often on a tracker fooled by the flat interior (it slides along a
       stretched shape). DragDiffusion: 0.71 / 67% -> 0.67 / 67%; GoodDrag: 0.60 / 50% -> 0.32 / 42%.
     - The update budgets stay the papers'. More of them is not what a drag lacks: with a perfect target
-      (the ground-truth edit's features, `benchmarks/drag_oracle.py`) 200 updates at lr 0.02 carry a
+      (the ground-truth edit's features, `workbench/benchmarks/drag_oracle.py`) 200 updates at lr 0.02 carry a
       shape across cleanly, but DragDiffusion at 200 updates moves further (0.52) and keeps fewer
       (50%), its shapes breaking up and changing colour as its patch reference drifts (what GoodDrag's
       information-preserving supervision addresses).

@@ -1,11 +1,11 @@
 """Writes the example workflows in this folder (ComfyUI's UI format) and their thumbnails. Run by
 hand after changing a node's inputs, a workflow or a card below, and commit what it writes:
 
-    COMFYUI_PATH=/path/to/ComfyUI python example_workflows/build.py
+    COMFYUI_PATH=/path/to/ComfyUI python -m workbench.workflows.build
 
 Widget values are given by input name and put in the frontend's widget order from the nodes'
 own definitions (the pack's V3 schemas, read through ComfyUI's comfy_api, hence COMFYUI_PATH, and
-tests/fixtures/stock_nodes.json for ComfyUI's); whatever is not
+workbench/workflows/stock_nodes.json for ComfyUI's); whatever is not
 given keeps the node's default, so each preset runs with its paper's settings.
 tests/test_workflows.py checks the result.
 
@@ -20,24 +20,17 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import sys
 import uuid
 from dataclasses import dataclass
 
-HERE = pathlib.Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "fixtures"))
-sys.path.insert(0, str(HERE))
+# ComfyUI is a checkout, not an installed package: its comfy_api (the pack's node schemas) is
+# importable only from the folder COMFYUI_PATH names
 if os.environ.get("COMFYUI_PATH") and os.environ["COMFYUI_PATH"] not in sys.path:
-    sys.path.append(os.environ["COMFYUI_PATH"])  # comfy_api, for the pack's node schemas
-import pack_loader  # noqa: E402
+    sys.path.append(os.environ["COMFYUI_PATH"])
 
-pack_loader.load()
-import workflow_graph as wg  # noqa: E402
-
-import thumbnails  # noqa: E402
+from . import thumbnails  # noqa: E402
+from . import workflow_graph as wg  # noqa: E402
 
 SPECS = wg.all_nodes()
 
@@ -464,12 +457,12 @@ def main():
         errors = wg.problems(workflow, SPECS)
         if errors:
             sys.exit(f"{key}: " + "\n  ".join(errors))
-        (HERE / f"{card.title}.json").write_text(json.dumps(workflow, indent=1) + "\n")
-        thumbnails.save(thumbnails.thumbnail(card.picture, card.heading, card.description), HERE / f"{card.title}.jpg")
+        (wg.WORKFLOWS / f"{card.title}.json").write_text(json.dumps(workflow, indent=1) + "\n")
+        thumbnails.save(thumbnails.thumbnail(card.picture, card.heading, card.description), wg.WORKFLOWS / f"{card.title}.jpg")
         written |= {f"{card.title}.json", f"{card.title}.jpg"}
         print(f"{card.title}.json: {len(workflow['nodes'])} nodes, {len(workflow['links'])} links, and its .jpg")
     # ComfyUI lists every .json here as a template: say which ones this script no longer writes
-    for path in sorted(HERE.glob("*.json")) + sorted(HERE.glob("*.jpg")):
+    for path in sorted(wg.WORKFLOWS.glob("*.json")) + sorted(wg.WORKFLOWS.glob("*.jpg")):
         if path.name not in written:
             print(f"not written by this script (delete it?): {path.name}")
 

@@ -1,7 +1,7 @@
 """Parity with the authors' code: each preset against the update loop of the code that produced its
 paper's numbers, step by step, on one small random SD1.5-layout UNet (CPU, fp32).
 
-    python benchmarks/parity/run.py AUTHORS_DIR [--methods all] [--case report|small]
+    python -m workbench.benchmarks.parity.run AUTHORS_DIR [--methods all] [--case report|small]
 
 AUTHORS_DIR holds the authors' repositories, fetched by whoever runs this (nothing of them is in
 this project): DragDiffusion (Yujun-Shi/DragDiffusion), GoodDrag (zewei-Zhang/GoodDrag), FreeDrag

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from case import Case, Inputs, Record
+from .case import Case, Inputs, Record
 
 REPOS = {"DragDiffusion": "DragDiffusion", "FreeDrag": "FreeDrag/FreeDrag--diffusion--version",
          "GoodDrag": "GoodDrag", "AdaptiveDrag": "AdaptiveDrag"}  # folders under AUTHORS_DIR

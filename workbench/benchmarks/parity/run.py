@@ -1,7 +1,7 @@
 """Each preset against its authors' update loop on the same random SD1.5-layout UNet (CPU, fp32).
 
-    python benchmarks/parity/run.py AUTHORS_DIR [--methods DragDiffusion,GoodDrag] [--case report]
-    python benchmarks/parity/run.py AUTHORS_DIR --case small --write tests/fixtures/parity
+    python -m workbench.benchmarks.parity.run AUTHORS_DIR [--methods DragDiffusion,GoodDrag] [--case report]
+    python -m workbench.benchmarks.parity.run AUTHORS_DIR --case small --write tests/fixtures/parity
 
 AUTHORS_DIR: a folder with the authors' repositories (see __init__.py); fetch them yourself.
 
@@ -25,20 +25,13 @@ import argparse
 import json
 import pathlib
 import platform
-import sys
 import time
 
 import torch
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[1]))
-import pack_loader  # noqa: E402
-
-pack_loader.load()
-import authors  # noqa: E402
-import case as cases  # noqa: E402
-from case import METHODS, difference, run_engine  # noqa: E402
+from . import authors
+from . import case as cases
+from .case import METHODS, difference, run_engine
 
 STABLEDRAG = "StableDrag: no public code (the preset follows the paper and DragDiffusion's code); not compared."
 
@@ -159,7 +152,7 @@ def main(argv=None) -> None:
         print(report(r, args.paths), flush=True)
         if args.write:
             args.write.mkdir(parents=True, exist_ok=True)
-            command = " ".join(["python benchmarks/parity/run.py", "AUTHORS_DIR", "--case", case.name,
+            command = " ".join(["python -m workbench.benchmarks.parity.run", "AUTHORS_DIR", "--case", case.name,
                                 "--methods", method, "--write", str(args.write)])
             (args.write / f"{method.lower()}.json").write_text(json.dumps(fixture(r, case, args.authors, command)))
     print(STABLEDRAG)
