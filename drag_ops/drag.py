@@ -20,7 +20,7 @@ from .network import Stage
 from .points import DragPoints
 from .progress import Callback, report
 from .rules import Choice, Flag, Number, Part
-from .schedules import SingleTimestep
+from .drag_schedules import SingleTimestep
 from .supervision import PointDragSupervision
 from .tracking import NearestNeighbourTracker
 

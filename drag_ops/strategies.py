@@ -14,7 +14,7 @@ from . import rules
 from .discriminative import ConfidentSupervision, DiscriminativeTracker
 from .errors import DragInputError
 from .line_search import AdaptiveTemplateSupervision, LineSearchTracker
-from .schedules import AlternatingDragDenoise, PositionSupervisedBacktracking, SingleTimestep
+from .drag_schedules import AlternatingDragDenoise, PositionSupervisedBacktracking, SingleTimestep
 from .semantic_regions import SemanticRegionSupervision, SemanticRegionTracker
 from .supervision import PointDragSupervision
 from .tracking import NearestNeighbourTracker

@@ -24,7 +24,7 @@ from ..drag_ops.errors import DragInputError
 from ..drag_ops.lora import LoraSettings, kohya_state_dict
 from ..drag_ops.model import Conditioning, DiffusionModel
 from ..drag_ops.plan import check_conditioning
-from ..drag_ops.schedule import DDIMSchedule
+from ..drag_ops.ddim import DDIMSchedule
 from .comfy_network import ComfyNetwork, add_lora_patches
 
 log = logging.getLogger(__name__)

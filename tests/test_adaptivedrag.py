@@ -13,7 +13,7 @@ from comfyui_drag.drag_ops.pipeline import run_edit
 from comfyui_drag.drag_ops.points import parse_points
 from comfyui_drag.drag_ops.presets import preset
 from comfyui_drag.drag_ops.reference import sample
-from comfyui_drag.drag_ops.schedules import PositionSupervisedBacktracking
+from comfyui_drag.drag_ops.drag_schedules import PositionSupervisedBacktracking
 from comfyui_drag.drag_ops.semantic_regions import (SemanticRegionSupervision, SemanticRegionTracker,
                                                     adaptive_radii)
 from comfyui_drag.drag_ops.tracking import NearestNeighbourTracker

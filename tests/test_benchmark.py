@@ -15,7 +15,7 @@ from workbench import datasets, metrics
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.lora import LoraSettings
 from comfyui_drag.drag_ops.presets import dragdiffusion
-from comfyui_drag.drag_ops.schedules import SingleTimestep
+from comfyui_drag.drag_ops.drag_schedules import SingleTimestep
 from workbench.shapes import benchmark, world
 from workbench.shapes.scenes import Scene, Shape, _inside, render, shape_mask
 from tiny_models import blob_image, tiny_cond, tiny_model

@@ -16,7 +16,7 @@ from comfyui_drag.drag_ops.line_search import AdaptiveTemplateSupervision, LineS
 from comfyui_drag.drag_ops.overrides import apply_overrides
 from comfyui_drag.drag_ops.pipeline import run_edit
 from comfyui_drag.drag_ops.points import parse_points
-from comfyui_drag.drag_ops.schedules import AlternatingDragDenoise
+from comfyui_drag.drag_ops.drag_schedules import AlternatingDragDenoise
 from comfyui_drag.drag_ops.strategies import (REGISTRIES, SCHEDULES, SUPERVISIONS, TRACKERS, build,
                                               check_compatible, with_strategies)
 from comfyui_drag.drag_ops.supervision import PointDragSupervision

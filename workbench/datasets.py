@@ -157,7 +157,7 @@ def load_checkpoint(path, device="cpu", num_steps: int = 50):
     from diffusers import StableDiffusionPipeline
     from comfyui_drag.drag_ops.model import Conditioning, DiffusersVAECodec, DiffusionModel
     from comfyui_drag.drag_ops.network import DiffusersUNet
-    from comfyui_drag.drag_ops.schedule import DDIMSchedule
+    from comfyui_drag.drag_ops.ddim import DDIMSchedule
     path = Path(path)
     if not path.exists():
         raise DragInputError(f"checkpoint {path} does not exist")

@@ -30,7 +30,7 @@ from workbench.cli import bench_configs, parse_sets
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.inversion import invert
 from comfyui_drag.drag_ops.pipeline import drag_stage
-from comfyui_drag.drag_ops.schedules import SingleTimestep
+from comfyui_drag.drag_ops.drag_schedules import SingleTimestep
 from workbench.shapes import benchmark, world
 
 MOVE_PIXELS = 4.0  # the probe move: about one latent pixel, what tens of updates should achieve

@@ -30,7 +30,7 @@ from comfyui_drag.drag_ops.model import Conditioning, DiffusionModel
 from comfyui_drag.drag_ops.network import DiffusersUNet, Stage
 from comfyui_drag.drag_ops.points import DragPoints
 from comfyui_drag.drag_ops.reference import sample
-from comfyui_drag.drag_ops.schedule import DDIMSchedule
+from comfyui_drag.drag_ops.ddim import DDIMSchedule
 
 
 class _IdentityCodec:

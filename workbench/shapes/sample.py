@@ -17,10 +17,10 @@ from .model import empty_prompt, load_shapes_model
 
 try:
     from comfyui_drag.drag_ops.model import DiffusersVAECodec
-    from comfyui_drag.drag_ops.schedule import DDIMSchedule
+    from comfyui_drag.drag_ops.ddim import DDIMSchedule
 except ImportError:  # run as `python -m workbench.shapes...` from the repository root: shapes is top-level
     from drag_ops.model import DiffusersVAECodec
-    from drag_ops.schedule import DDIMSchedule
+    from drag_ops.ddim import DDIMSchedule
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import torch
 
 from comfyui_drag.drag_ops.model import Conditioning, DiffusersVAECodec, DiffusionModel, FeatureSpec
 from comfyui_drag.drag_ops.network import DiffusersUNet
-from comfyui_drag.drag_ops.schedule import DDIMSchedule
+from comfyui_drag.drag_ops.ddim import DDIMSchedule
 from .model import WEIGHTS, empty_prompt, load_shapes_model
 from .scenes import Scene, Shape, random_scene, render
 

@@ -29,7 +29,7 @@ from comfyui_drag.drag_ops.network import DiffusersUNet
 from comfyui_drag.drag_ops.overrides import apply_overrides
 from comfyui_drag.drag_ops.pipeline import drag_stage
 from comfyui_drag.drag_ops.points import DragPoints
-from comfyui_drag.drag_ops.schedule import DDIMSchedule
+from comfyui_drag.drag_ops.ddim import DDIMSchedule
 from comfyui_drag.drag_ops.strategies import with_strategies
 
 METHODS = ("DragDiffusion", "FreeDrag", "GoodDrag", "AdaptiveDrag")
