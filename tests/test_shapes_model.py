@@ -38,11 +38,11 @@ def test_the_shipped_vae_scales_latents_to_what_the_unet_was_trained_on():
     from comfyui_drag.drag_ops.model import DiffusersVAECodec
     from workbench.shapes.model import load_shapes_model
     from workbench.shapes.scenes import scene_images
-    from workbench.shapes.train import to_tensor
+    from comfyui_drag.drag_ops.images import uint8_to_engine
 
     _, vae = load_shapes_model("cpu")
     assert vae.config.scaling_factor == pytest.approx(json.loads((WEIGHTS / "vae.json").read_text())["scaling_factor"])
-    assert 0.8 < DiffusersVAECodec(vae).encode(to_tensor(scene_images(range(32)))).std().item() < 1.25
+    assert 0.8 < DiffusersVAECodec(vae).encode(uint8_to_engine(scene_images(range(32)))).std().item() < 1.25
 
 
 def test_continuing_the_unet_keeps_the_vae_and_its_scale_and_records_the_earlier_run(tmp_path):

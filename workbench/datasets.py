@@ -22,6 +22,7 @@ import torch
 
 from . import metrics
 from comfyui_drag.drag_ops.errors import DragInputError
+from comfyui_drag.drag_ops.images import uint8_to_engine
 from comfyui_drag.drag_ops.points import DragPoints, parse_points
 
 
@@ -96,10 +97,6 @@ def fit_to(sample: Sample, multiple: int) -> Sample:
     return replace(sample, image=image, points=pts, mask=mask)
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-
-
 NONE = "do-nothing"
 
 
@@ -114,7 +111,7 @@ def run(model, encode_prompt, samples: list[Sample], configs: dict, log=print, f
     for sample in samples:
         sample = fit_to(sample, model.size_multiple)
         cond = encode_prompt(sample.prompt)
-        image = to_tensor(sample.image)
+        image = uint8_to_engine(sample.image)
         mask = None if sample.mask is None else torch.from_numpy(sample.mask.astype(np.float32))
         handles, targets = sample.points.handles, sample.points.targets
         for name, config in configs.items():

@@ -13,13 +13,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from comfyui_drag.drag_ops.images import engine_to_unit
+
 DAI_RADII = (1, 5, 10, 20)  # GoodDrag eq. 10: gamma
 
 
 def as_float01(image) -> np.ndarray:
-    """uint8 [H, W, 3], float [H, W, 3] in [0, 1] or a tensor [1, 3, H, W] in [-1, 1] -> float [H, W, 3]."""
+    """uint8 [H, W, 3], float [H, W, 3] in [0, 1] or a tensor [1, 3, H, W] in [-1, 1] -> float [H, W, 3];
+    a batch [N, 3, H, W] (N > 1) -> [N, H, W, 3]."""
     if torch.is_tensor(image):
-        return ((image.detach()[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).cpu().numpy().astype(np.float64)
+        a = engine_to_unit(image).cpu().numpy().astype(np.float64)
+        return a[0] if a.shape[0] == 1 else a
     a = np.asarray(image)
     return a.astype(np.float64) / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
 

@@ -4,8 +4,8 @@ Validation scenes (never trained on) are encoded through the engine's codec, noi
 with the training schedule, and denoised in one step (x0 from the predicted noise). The decoded x0
 is compared with the VAE's own reconstruction, so the number is the denoiser's error alone. This
 is the quantity a drag at strength s relies on (t ~ 1000 s): the features and the sampler can only
-be as good as the model's guess of the image. It exposed the latent-scale bug of session 6 (t = 300:
-19.1 dB with SD's 0.18215, 32.5 dB with the model's own scale). Under a minute on one thread.
+be as good as the model's guess of the image; a latent scale that differs from the one the
+UNet was trained with shows here first. Under a minute on one thread.
 
     python -m workbench.benchmarks.denoiser_x0 [--weights DIR] [--scenes 8] [--t 100,300,500,700,900]
 """
@@ -19,7 +19,9 @@ import torch
 
 from workbench.shapes import world
 from workbench.shapes.scenes import scene_images
-from workbench.shapes.train import VAL_SEED, psnr, to_tensor
+from comfyui_drag.drag_ops.images import uint8_to_engine
+from workbench.metrics import psnr
+from workbench.shapes.train import VAL_SEED
 
 
 @torch.no_grad()
@@ -53,7 +55,7 @@ def main(argv=None):
         ap.error("--t values must be in 0..999 and --scenes at least 1")
     torch.set_num_threads(a.threads)
     model = world.engine_model(a.weights)
-    images = to_tensor(scene_images(range(VAL_SEED, VAL_SEED + a.scenes)))
+    images = uint8_to_engine(scene_images(range(VAL_SEED, VAL_SEED + a.scenes)))
     codec_db, scores = denoiser_psnr(model, world.conditioning(), images, timesteps)
     print(f"latent scale {model.codec.scaling_factor:.4f}; VAE reconstruction {codec_db:.1f} dB against the scenes")
     print("| t | " + " | ".join(map(str, timesteps)) + " |")

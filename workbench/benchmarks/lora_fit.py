@@ -24,7 +24,9 @@ import torch
 from comfyui_drag.drag_ops.lora import DEFAULT_TARGETS, LoraSettings, train_identity_lora
 from workbench.shapes import world
 from workbench.shapes.scenes import scene_images
-from workbench.shapes.train import VAL_SEED, psnr, to_tensor
+from comfyui_drag.drag_ops.images import uint8_to_engine
+from workbench.metrics import psnr
+from workbench.shapes.train import VAL_SEED
 
 # the second set is DragDiffusion's targets as world.adapt extends them
 TARGETS = {"attention": DEFAULT_TARGETS, "attention+resnets": DEFAULT_TARGETS + world.LORA_EXTRA_TARGETS}
@@ -67,7 +69,7 @@ def main(argv=None):
         ap.error("--scenes and --steps must be at least 1 and --strength in (0, 1]")
     torch.set_num_threads(a.threads)
     model, cond = world.engine_model(a.weights), world.conditioning()
-    images = to_tensor(scene_images(range(VAL_SEED, VAL_SEED + a.scenes))).split(1)
+    images = uint8_to_engine(scene_images(range(VAL_SEED, VAL_SEED + a.scenes))).split(1)
     # the base model's numbers do not depend on the targets: once per scene
     scenes = []
     for image in images:

@@ -15,12 +15,9 @@ from PIL import Image
 
 from .model import empty_prompt, load_shapes_model
 
-try:
-    from comfyui_drag.drag_ops.model import DiffusersVAECodec
-    from comfyui_drag.drag_ops.ddim import DDIMSchedule
-except ImportError:  # run as `python -m workbench.shapes...` from the repository root: shapes is top-level
-    from drag_ops.model import DiffusersVAECodec
-    from drag_ops.ddim import DDIMSchedule
+from comfyui_drag.drag_ops.ddim import DDIMSchedule
+from comfyui_drag.drag_ops.images import engine_to_uint8
+from comfyui_drag.drag_ops.model import DiffusersVAECodec
 
 
 @torch.no_grad()
@@ -33,8 +30,7 @@ def ddim_sample(unet, vae, n: int = 16, seed: int = 0, steps: int = 50) -> np.nd
     for k in range(steps, 0, -1):
         eps = unet(z, sched.timestep(k), encoder_hidden_states=cond, return_dict=False)[0]
         z = sched.step(eps, k, z)
-    img = (codec.decode(z) + 1) * 127.5
-    return img.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return engine_to_uint8(codec.decode(z))
 
 
 def grid(images: np.ndarray, cols: int = 4, zoom: int = 4) -> Image.Image:

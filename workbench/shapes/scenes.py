@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from comfyui_drag.drag_ops.images import unit_to_uint8
+
 KINDS = ("circle", "square", "triangle")
 
 
@@ -107,7 +109,7 @@ def render(scene: Scene, supersample: int = 4) -> np.ndarray:
     for shape in scene.shapes:
         img[_inside(shape, x, y)] = shape.color
     img = _downsample(img, supersample)
-    return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+    return unit_to_uint8(img)
 
 
 # -- where a shape is --------------------------------------------------------------------------

@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
+from comfyui_drag.drag_ops.images import uint8_to_engine
+
+from .. import metrics
 from .model import empty_prompt, load_module, save_module, unet_config, vae_config
 from .sample import DDIMSchedule, ddim_sample, grid
 from .scenes import scene_images
@@ -32,11 +35,6 @@ VAL_SEED = 10_000_000  # validation scenes use seeds from here on, never seen in
 
 def log(msg: str) -> None:
     print(f"{datetime.now(timezone.utc):%H:%M:%S} {msg}", flush=True)
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> float [N, 3, H, W] in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -51,12 +49,6 @@ def lr_at(step: int, total: int | None, peak: float, warmup: int) -> float:
         return peak * (step + 1) / warmup
     p = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [-1, 1], measured on the [0, 1] scale."""
-    mse = ((a.clamp(-1, 1) - b) / 2).pow(2).mean().item()
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 class StepBudget:
@@ -142,7 +134,7 @@ def vae_psnr(vae: AutoencoderKL, val: torch.Tensor) -> float:
     vae.eval()
     rec = torch.cat([vae.decode(vae.encode(x).latent_dist.mean).sample for x in val.split(64)])
     vae.train(was_training)
-    return psnr(rec, val)
+    return metrics.psnr(rec, val)
 
 
 @torch.no_grad()
@@ -257,8 +249,8 @@ def main(argv=None):
     out = Path(a.out)
     Path(a.samples_dir).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    pool = to_tensor(scene_images(range(a.seed * 10**6, a.seed * 10**6 + a.scenes)))
-    val = to_tensor(scene_images(range(VAL_SEED, VAL_SEED + 256)))
+    pool = uint8_to_engine(scene_images(range(a.seed * 10**6, a.seed * 10**6 + a.scenes)))
+    val = uint8_to_engine(scene_images(range(VAL_SEED, VAL_SEED + 256)))
     log(f"rendered {len(pool)} + {len(val)} scenes in {time.time() - t0:.0f} s")
     if a.decoder_only:
         vae = load_module(AutoencoderKL, out, "vae")

@@ -18,6 +18,7 @@ import torch
 from comfyui_drag.drag_ops.model import Conditioning, DiffusersVAECodec, DiffusionModel, FeatureSpec
 from comfyui_drag.drag_ops.network import DiffusersUNet
 from comfyui_drag.drag_ops.ddim import DDIMSchedule
+from comfyui_drag.drag_ops.images import engine_to_uint8, uint8_to_engine
 from .model import WEIGHTS, empty_prompt, load_shapes_model
 from .scenes import Scene, Shape, random_scene, render
 
@@ -42,12 +43,12 @@ def conditioning() -> Conditioning:
 def to_engine_image(scene_or_image) -> torch.Tensor:
     """A scene (or its uint8 [H, W, 3] render) as the engine's image [1, 3, H, W] in [-1, 1]."""
     img = render(scene_or_image) if isinstance(scene_or_image, Scene) else np.asarray(scene_or_image)
-    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    return uint8_to_engine(img)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """The engine's image [1, 3, H, W] in [-1, 1] as uint8 [H, W, 3]."""
-    return ((image[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return engine_to_uint8(image)[0]
 
 
 def to_engine_xy(xy) -> tuple[float, float]:
@@ -119,48 +120,34 @@ FREEDRAG_TARGET_DISTANCE = 0.1
 
 def adapt(config):
     """A preset's EditConfig for the 64x64 shapes model (a copy; the preset's own values otherwise).
-    Measured on the 12 tuning moves (`workbench/cli.py bench --task-seed 0 --only move`; the held-out seed 1
-    untouched), as move MD / initial and identity kept.
+    Chosen on the tuning moves (`python -m workbench bench --task-seed 0 --only move`); the benchmark's
+    task seeds are never used to choose.
 
     - Features: SD's up_blocks[2] is the second-to-last of four decoder levels; this UNet has three,
-      and its last one alone carries too little to move a shape (shapes-notes). Levels 1 and 2
-      together play the role of SD's up_blocks[2] (both are 16x16 here, resized to 32x32).
+      and its last one alone carries too little to move a shape. Levels 1 and 2 together play the
+      role of SD's up_blocks[2] (both are 16x16 here, resized to 32x32).
     - Identity LoRA on the ResNet convolutions too, rank 8, 300 steps at 3e-3. SD's recipe (attention
       projections, rank 16, 80 steps at 5e-4) is sized for a UNet with attention at every level and a
       text prompt; this one has attention only at 8x8 and 4x4 and its cross-attention reads a zero
-      token, so attention adapters barely fit the image (`workbench/benchmarks/lora_fit.py`, 4 scenes: denoising
-      loss 0.079 -> 0.085 after 200 steps; with conv1 / conv2: 0.069, and the scene regenerated from
-      strength 0.5 at 30.1 dB against 28.1). 40 steps fitted nothing either way (0.084-0.087).
-      DragDiffusion at strength 0.5 on tuning seeds 0 / 2: 200 steps 0.55 / 75%, 0.63 / 83%; 300 steps
-      0.55 / 92%, 0.67 / 83%; 400 steps 0.63 / 92%, 0.71 / 100%: a tighter fit keeps more and moves less.
-      (These and the figures below were measured before the UNet's run 4; with it, 300 steps give
-      0.57 / 100% and 0.69 / 100%.)
-    - Inversion strength at most 0.5, the papers' 0.7 capped. With the attention-only LoRA the cap was
-      0.3: at 0.5 and 0.7 the dragged shape changed kind or vanished more often (DragDiffusion: 58%
-      and 50% kept). With a LoRA that fits, 0.5 moves further and keeps more than 0.3 did (200 steps:
-      DragDiffusion 0.67 / 67% -> 0.55 / 75% on seed 0, 0.70 / 67% -> 0.63 / 83% on seed 2; GoodDrag
-      0.32 / 42% -> 0.30 / 67%; the "before" rows with session 7's VAE decoder).
+      token, so attention adapters barely fit the image (`python -m workbench.benchmarks.lora_fit`
+      compares both). A tighter fit (more steps) keeps more shapes and moves them less.
+    - Inversion strength at most 0.5, the papers' 0.7 capped: deeper, the dragged shape changes kind
+      or vanishes more often; shallower, it moves less.
     - Latent learning rate at least 0.02: a 12-px move is 3 latent pixels of a 16x16 latent, and at
-      the papers' 0.01 the handle covers about 1.5 px in DragDiffusion's 80 updates (0.85 / 92%);
-      0.02: 0.71 / 67%, 0.03: 0.66 / 58% (more motion, more shapes changing kind).
+      the papers' 0.01 the handle covers about 1.5 px in DragDiffusion's 80 updates.
     - Tracking radius r2 at most 3 (DragDiffusion's): GoodDrag's r2 = 12 is sized for SD's 256-px-wide
       feature maps; on these 32-px ones its window spans 25 of 32 feature pixels and jumps to the
-      look-alike shape (3 of 12 moves). r2 = 3: 0.60 / 50% against 0.65 / 33% (r1 = 4 or 1 made no
-      difference).
+      look-alike shape.
     - Reach distance at most 1 feature pixel (the papers' 2): their 2 feature pixels are 0.8% of SD's
-      256-px-wide feature maps, here 6% of the 32-px ones, and the drag stopped with a quarter to a half
-      of an 8-16 px move still to go, often on a tracker fooled by the flat interior (it slides along a
-      stretched shape). DragDiffusion: 0.71 / 67% -> 0.67 / 67%; GoodDrag: 0.60 / 50% -> 0.32 / 42%.
+      256-px-wide feature maps, here 6% of the 32-px ones, and the drag would stop with a quarter to a
+      half of an 8-16 px move still to go, often on a tracker that slides along a flat interior.
     - The update budgets stay the papers'. More of them is not what a drag lacks: with a perfect target
-      (the ground-truth edit's features, `workbench/benchmarks/drag_oracle.py`) 200 updates at lr 0.02 carry a
-      shape across cleanly, but DragDiffusion at 200 updates moves further (0.52) and keeps fewer
-      (50%), its shapes breaking up and changing colour as its patch reference drifts (what GoodDrag's
-      information-preserving supervision addresses).
+      (the ground-truth edit's features, `python -m workbench.benchmarks.drag_oracle`) 200 updates
+      carry a shape across cleanly, while DragDiffusion at 200 updates moves further but breaks more
+      shapes as its patch reference drifts.
     - FreeDrag's l (the template distance a drag aims at) is a feature distance, so its scale is the
       UNet's: at the paper's l = 1 every line-search candidate on this model's features is already
-      within 0.5 l, so each handle hops to its target in 1-2 updates without optimising anything
-      (measured before the latent-scale fix of session 6). After it, with reach 1: l = 0.1 gives
-      0.73 / 83%, l = 0.3 0.89 / 100% (the drag stops sooner), so 0.1 stays.
+      within 0.5 l and each handle hops to its target without optimising anything; l = 0.1 moves it.
     """
     config = copy.deepcopy(config)
     config.inversion_strength = min(config.inversion_strength, INVERSION_STRENGTH)
