@@ -8,12 +8,13 @@ import copy
 import torch
 
 from . import rules
+from .protocols import Schedule
 from .rules import Choice, Flag, Number
 
 MAX_STEPS = 10_000  # of any drag budget: a shared workflow cannot ask for days of updates
 
 
-class SingleTimestep:
+class SingleTimestep(Schedule):
     """DragDiffusion: every motion-supervision step at the inversion timestep t; one forward per
     step serves both tracking (with the previous update's features) and the next loss."""
 
@@ -37,7 +38,7 @@ class SingleTimestep:
             s.update(out, feats)
 
 
-class AlternatingDragDenoise:
+class AlternatingDragDenoise(Schedule):
     """GoodDrag AlDD (Sec. 3.3, Alg. 1): K drag operations (``drag_rounds``); each is J
     motion-supervision steps (``supervision_steps``) at the current timestep followed by point
     tracking on the result; after every B-th drag operation (``rounds_per_denoise``) one DDIM
@@ -136,7 +137,7 @@ class AlternatingDragDenoise:
             out, feats = s.forward()
 
 
-class PositionSupervisedBacktracking:
+class PositionSupervisedBacktracking(Schedule):
     """AdaptiveDrag (Sec. 3.4.1, Fig. 4): an adaptive number of drag steps at one timestep.
 
     After each motion-supervision update the handles are tracked and the move is judged against

@@ -93,6 +93,7 @@ class StripeSession:
         from types import SimpleNamespace
         self.labels = (torch.arange(64) // 16).expand(64, 64).clone()
         self.regions = self.labels[::2, ::2].clone()
+        self.superpixels = None
         self.geometry = SimpleNamespace(feature_hw=(32, 32))
         self.starts, self.targets = torch.tensor([start]), torch.tensor([target])
         self.handles = self.starts.clone()

@@ -210,7 +210,8 @@ def freedrag_session(drags="per_handle", rollback="start", template="aggregate")
     sup = AdaptiveTemplateSupervision(radius=3, target_distance=1.0, template=template)
     tracker = LineSearchTracker(max_step=5.0, drags=drags, rollback=rollback)
     s = SimpleNamespace(starts=torch.tensor([[8.0, 16.0]]), targets=torch.tensor([[24.0, 16.0]]), k=5,
-                        orig_feats=ramp(), supervision=sup, settings=DragSettings(), active=torch.ones(1))
+                        template=None, template_k=None, orig_feats=ramp(), supervision=sup, settings=DragSettings(),
+                        active=torch.ones(1))
     s.handles = s.starts.clone()
     tracker.begin(s)
     sup.begin(s)
@@ -316,6 +317,20 @@ def test_every_registered_strategy_builds_with_its_name():
             assert build(kind, name).name == name
     with pytest.raises(DragInputError, match="unknown tracker 'kalman'"):
         build("tracker", "kalman")
+
+
+def test_every_registered_strategy_subclasses_its_protocol():
+    """The drag loop calls settled(), denoise_steps(), conflicts() and reads uses_regions and
+    reports_confidence without fallbacks: a strategy gets their defaults by subclassing its Protocol."""
+    from comfyui_drag.drag_ops.protocols import Schedule, Supervision, Tracker
+    protocol = {"tracker": Tracker, "supervision": Supervision, "schedule": Schedule}
+    for kind, registry in REGISTRIES.items():
+        for name in registry:
+            strategy = build(kind, name)
+            assert protocol[kind] in type(strategy).__mro__, f"{kind} {name!r}: subclass {protocol[kind].__name__}"
+            assert isinstance(strategy.uses_regions, bool) and strategy.conflicts is not None
+    assert build("tracker", "discriminative").reports_confidence and not build("tracker", "nearest").reports_confidence
+    assert build("schedule", "alternating").denoise_steps() > 0 == build("schedule", "single").denoise_steps()
 
 
 @pytest.mark.parametrize("tracker, supervision, schedule, reason", [
