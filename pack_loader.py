@@ -1,4 +1,4 @@
-"""Load this folder as a package, the way ComfyUI loads a custom node pack (for scripts and tests)."""
+"""Load this folder as a package, the way ComfyUI loads a custom node pack (for the workbench and the tests)."""
 
 import importlib.util
 import pathlib

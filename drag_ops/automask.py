@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import rules
+from .images import engine_to_unit
 from .errors import DragInputError
 from .model import Conditioning, DiffusionModel, FeatureSpec
 from .network import Stage
@@ -133,7 +134,7 @@ def semantic_space(model: DiffusionModel, image: torch.Tensor, cond: Conditionin
     space = [feats.permute(1, 2, 0).double().numpy()]
     if settings.colour_weight:
         from skimage.color import rgb2lab
-        rgb = ((image[0].detach().float().cpu() + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()
+        rgb = engine_to_unit(image)[0].cpu().numpy()
         space.append(rgb2lab(rgb) / 25.0 * settings.colour_weight)
     return np.concatenate(space, axis=-1)
 
@@ -234,7 +235,7 @@ def boundaries_preview(image: torch.Tensor, labels: torch.Tensor, mask: torch.Te
     [H, W, 3] in [0, 1]."""
     from skimage.segmentation import find_boundaries
 
-    rgb = ((image[0].detach().float().cpu() + 1) / 2).clamp(0, 1).permute(1, 2, 0)
+    rgb = engine_to_unit(image)[0].cpu()
     m = mask.float().cpu()[..., None]
     out = rgb * (1 - alpha * m) + torch.tensor(tint) * alpha * m
     edges = torch.from_numpy(find_boundaries(labels.numpy(), mode="inner"))

@@ -32,9 +32,6 @@ class Geometry:
     def image_to_latent(self, xy: torch.Tensor) -> torch.Tensor:
         return xy * self._scale(self.latent_hw).to(xy)
 
-    def feature_per_image_pixel(self) -> float:
-        return self.feature_hw[1] / self.image_hw[1]
-
     def mask_to_latent(self, mask: torch.Tensor) -> torch.Tensor:
         """Image mask [H, W] (1 = editable) -> [1, 1, h, w], nearest-neighbour as in the papers."""
         return F.interpolate(mask[None, None].float(), size=self.latent_hw, mode="nearest")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from . import rules
+from .protocols import Tracker
 from .coords import MAX_RADIUS, sample_at, square_offsets
 from .rules import Number
 from .supervision import PointDragSupervision
@@ -66,7 +67,7 @@ def train_filters(patches: torch.Tensor, init: torch.Tensor, labels: torch.Tenso
     return (f + delta).to(init.dtype)
 
 
-class DiscriminativeTracker:
+class DiscriminativeTracker(Tracker):
     """StableDrag's tracker (eq. 2-3); sets ``session.confidence`` [N] at every tracking."""
 
     name = "discriminative"
@@ -138,8 +139,8 @@ class ConfidentSupervision(PointDragSupervision):
         return torch.where(self.low[:, None, None], self.original.to(current), current)
 
     def conflicts(self, tracker, supervision, schedule) -> str | None:
-        if not getattr(tracker, "reports_confidence", False):
+        if not tracker.reports_confidence:
             return (f"the confident supervision switches on the tracker's confidence, and the "
-                    f"'{getattr(tracker, 'name', type(tracker).__name__)}' tracker reports none: "
+                    f"'{tracker.name}' tracker reports none: "
                     "use the 'discriminative' tracker")
         return None

@@ -20,7 +20,7 @@ from .network import Stage
 from .points import DragPoints
 from .progress import Callback, report
 from .rules import Choice, Flag, Number, Part
-from .schedules import SingleTimestep
+from .drag_schedules import SingleTimestep
 from .supervision import PointDragSupervision
 from .tracking import NearestNeighbourTracker
 
@@ -54,7 +54,10 @@ class DragSettings:
 
 
 @dataclass
-class DragResult:
+class DraggedLatent:
+    """What the latent optimisation returns: the dragged latent (still noisy, at step_index of the
+    schedule) and where the handles went."""
+
     latent: torch.Tensor  # [1, C, h, w] at step index k
     step_index: int
     handles: list  # final handle positions, image pixels
@@ -83,7 +86,10 @@ class DragSession:
         self.starts = self._feature_points(points.handles)
         self.targets = self._feature_points(points.targets)
         self.handles = self.starts.clone()
-        self.confidence = None
+        self.confidence = None  # [N], set by a tracker that reports_confidence (StableDrag's)
+        # what a strategy keeps for the length of one drag (the strategy objects are settings, shared by
+        # every run): FreeDrag's adaptive template and the step it was taken at, AdaptiveDrag's superpixels
+        self.template = self.template_k = self.superpixels = None
         self.keep = None if mask is None else (1 - geometry.mask_to_latent(mask)).to(dev)
         self.k = trajectory.steps
         self.steps = 0
@@ -129,8 +135,8 @@ class DragSession:
         """Handles within reach of their target; a tracker with ``settled(session)`` (FreeDrag's line
         search, whose handles are intermediate targets) can hold some back."""
         near = self.distances < self.settings.reach_distance
-        settled = getattr(self.tracker, "settled", None)
-        return near if settled is None else near & settled(self).to(near.device)
+        settled = self.tracker.settled(self)
+        return near if settled is None else near & settled.to(near.device)
 
     @property
     def active(self) -> torch.Tensor:
@@ -201,7 +207,7 @@ def check_mask(mask: torch.Tensor | None, image_hw: tuple[int, int]) -> torch.Te
 def drag(model: DiffusionModel, trajectory: Trajectory, cond: Conditioning, points: DragPoints,
          image_hw: tuple[int, int], mask: torch.Tensor | None = None, settings: DragSettings = DragSettings(),
          tracker=None, supervision=None, schedule=None, callback: Callback | None = None,
-         regions: torch.Tensor | None = None) -> DragResult:
+         regions: torch.Tensor | None = None) -> DraggedLatent:
     """Optimise the inverted latent so each handle's content moves to its target.
 
     points are image pixels; mask [H, W] marks the editable region (None: all editable);
@@ -224,7 +230,7 @@ def drag(model: DiffusionModel, trajectory: Trajectory, cond: Conditioning, poin
 
 
 def _optimise(model, trajectory, cond, geometry, points, mask, settings, tracker, supervision, schedule, callback,
-              regions) -> DragResult:
+              regions) -> DraggedLatent:
     with torch.inference_mode(False), torch.enable_grad():
         # ComfyUI hands over inference tensors, which autograd may not save: work on copies
         trajectory, cond = Trajectory(trajectory.latents.clone()), cond.detached()
@@ -234,5 +240,5 @@ def _optimise(model, trajectory, cond, geometry, points, mask, settings, tracker
                               callback, schedule.total(), regions)
         schedule.run(session)
         original = session.original.detach().clone() if settings.original_path == "denoised" else None
-        return DragResult(session.latent.detach().clone(), session.k, session.history[-1],
+        return DraggedLatent(session.latent.detach().clone(), session.k, session.history[-1],
                           session.history, session.steps, [list(t) for t in points.targets], geometry, original)

@@ -44,6 +44,7 @@ import math
 import torch
 
 from . import rules
+from .protocols import Supervision, Tracker
 from .coords import MAX_RADIUS, sample_at, square_offsets
 from .rules import Choice, Number
 
@@ -59,11 +60,7 @@ def patch_mean(feats: torch.Tensor, xy: torch.Tensor, radius: int) -> torch.Tens
     return patch_features(feats, xy, radius).mean(-2)
 
 
-def _name(obj) -> str:
-    return getattr(obj, "name", type(obj).__name__)
-
-
-class AdaptiveTemplateSupervision:
+class AdaptiveTemplateSupervision(Supervision):
     """FreeDrag's feature dragging loss (eq. 2) toward the adaptive template (eq. 3-6).
 
     ``target_distance`` is FreeDrag's l: the template distance the line search aims for.
@@ -99,9 +96,9 @@ class AdaptiveTemplateSupervision:
 
     def ensure_template(self, s) -> None:
         """T_0 = the description of p_0 on the original features (the tracker's begin may need it first)."""
-        if getattr(s, "template", None) is None or getattr(s, "_template_k", None) != s.k:
+        if s.template is None or s.template_k != s.k:
             s.template = self.describe(s.orig_feats, s.starts)
-            s._template_k = s.k
+            s.template_k = s.k
 
     def distances(self, s, feats: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
         """L per handle (with gradient) at the intermediate targets (or at `at` [N, K, 2] -> [N, K])."""
@@ -131,11 +128,11 @@ class AdaptiveTemplateSupervision:
     def conflicts(self, tracker, supervision, schedule) -> str | None:
         if not isinstance(tracker, LineSearchTracker):
             return ("the adaptive-template supervision pulls content to FreeDrag's intermediate targets, "
-                    f"which only the 'line_search' tracker sets (got '{_name(tracker)}')")
+                    f"which only the 'line_search' tracker sets (got '{tracker.name}')")
         return None
 
 
-class LineSearchTracker:
+class LineSearchTracker(Tracker):
     """FreeDrag's line search with backtracking (eq. 7-9), in place of point tracking.
 
     ``max_step`` is FreeDrag's d (feature pixels); ``steps_per_target`` the optimisation steps
@@ -287,8 +284,8 @@ class LineSearchTracker:
         if not isinstance(supervision, AdaptiveTemplateSupervision):
             return ("the 'line_search' tracker does not track content, it moves FreeDrag's intermediate "
                     "targets: it needs the 'adaptive_template' supervision, which drags content to them "
-                    f"(got '{_name(supervision)}')")
-        if getattr(schedule, "name", None) != "single":
+                    f"(got '{supervision.name}')")
+        if schedule.name != "single":
             return ("the 'line_search' tracker and its adaptive template hold features of one timestep: "
-                    f"use the 'single' schedule (got '{_name(schedule)}')")
+                    f"use the 'single' schedule (got '{schedule.name}')")
         return None

@@ -18,7 +18,7 @@ from . import rules
 from .errors import DragInputError
 from .network import Network, Stage
 from .rules import Items, Number
-from .schedule import DDIMSchedule
+from .ddim import DDIMSchedule
 
 T = TypeVar("T")
 MAX_FEATURE_SIZE = 4096  # feature pixels a side (SD at 512 px: 256)

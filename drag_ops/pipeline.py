@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .automask import AutoMaskSettings, make_auto_mask, superpixels_of_latent
-from .drag import DragResult, drag
+from .drag import DraggedLatent, drag
 from .errors import DragInputError
 from .inversion import Trajectory, invert
 from .lora import LoraWeights, train_identity_lora
@@ -24,7 +24,7 @@ class EditResult:
     image: torch.Tensor  # [1, 3, H, W] in [-1, 1]
     latent: torch.Tensor  # [1, C, h, w] clean edited latent
     reconstruction: torch.Tensor  # [1, 3, H, W]: the original branch, for comparison
-    drag: DragResult
+    drag: DraggedLatent
     trajectory: Trajectory
     lora: LoraWeights | None
 
@@ -54,19 +54,19 @@ def editable_region(model: DiffusionModel, image: torch.Tensor, latent: torch.Te
 
 def drag_stage(model: DiffusionModel, trajectory: Trajectory, cond: Conditioning, points: DragPoints,
                image_hw: tuple[int, int], mask: torch.Tensor | None, config: EditConfig,
-               callback: Callback | None = None, regions: torch.Tensor | None = None) -> DragResult:
+               callback: Callback | None = None, regions: torch.Tensor | None = None) -> DraggedLatent:
     """The drag as a preset defines it, from a trajectory at least as deep as its strength.
     regions: superpixel labels [H, W] (the auto-mask's) for strategies that use them; if none are
     given they are computed with the preset's auto_mask settings."""
     parts = (config.tracker, config.supervision, config.schedule)
-    if regions is None and any(getattr(p, "uses_regions", False) for p in parts):
+    if regions is None and any(p.uses_regions for p in parts):
         regions = superpixels_of_latent(model, trajectory.at(0), cond, getattr(config, "auto_mask", None)
                                         or AutoMaskSettings())
     return drag(model, truncate(trajectory, model, config.inversion_strength), cond, points, image_hw, mask,
                 config.drag, config.tracker, config.supervision, config.schedule, callback, regions)
 
 
-def sample_stage(model: DiffusionModel, trajectory: Trajectory, result: DragResult, cond: Conditioning,
+def sample_stage(model: DiffusionModel, trajectory: Trajectory, result: DraggedLatent, cond: Conditioning,
                  config: EditConfig, callback: Callback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference-controlled sampling of the dragged latent; returns (original, edited) clean latents.
     With config.guidance (AdaptiveDrag's CLoss) the edited branch is guided toward the input."""

@@ -144,7 +144,7 @@ def _steps(model: DiffusionModel, config, stages, sample_from: int | None) -> di
             steps[stage] = config.schedule.total()
         elif stage == "sample":
             if sample_from is None:  # a drag that denoises on the way (GoodDrag) leaves fewer to sample
-                denoised = getattr(config.schedule, "denoise_steps", lambda: 0)()
+                denoised = config.schedule.denoise_steps()
                 sample_from = invert - min(denoised, invert - 1)
             steps[stage] = sample_from
     return {stage: n for stage, n in steps.items() if n > 0}

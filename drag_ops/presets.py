@@ -14,7 +14,7 @@ from .rules import Number, Part
 from .discriminative import ConfidentSupervision, DiscriminativeTracker
 from .line_search import AdaptiveTemplateSupervision, LineSearchTracker
 from .overrides import settings_of
-from .schedules import AlternatingDragDenoise, PositionSupervisedBacktracking, SingleTimestep
+from .drag_schedules import AlternatingDragDenoise, PositionSupervisedBacktracking, SingleTimestep
 from .semantic_regions import SemanticRegionSupervision, SemanticRegionTracker
 from .supervision import PointDragSupervision
 from .tracking import NearestNeighbourTracker

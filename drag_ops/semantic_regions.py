@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from . import rules
+from .protocols import Supervision, Tracker
 from .automask import AutoMaskSettings, superpixels_of_latent
 from .coords import MAX_RADIUS, sample_at
 from .rules import Choice, Number, Part
@@ -50,7 +51,7 @@ from .supervision import unit_steps
 
 def ensure_regions(s, settings: AutoMaskSettings) -> torch.Tensor:
     """The session's superpixel labels [hf, wf] (and ``s.labels`` [H, W]), computed once if none were given."""
-    if getattr(s, "regions", None) is None:
+    if s.regions is None:
         labels = superpixels_of_latent(s.model, s.trajectory.at(0), s.cond, settings)
         s.labels = labels.cpu()
         s.regions = s.geometry.labels_to_feature(labels).to(s.device)
@@ -178,14 +179,14 @@ class _Regions:
         if self.region != "under_handle" and self.radii != "spacing":
             return None
         ensure_regions(s, self._settings())
-        labels = getattr(s, "labels", None)
+        labels = s.labels
         if labels is None:
             raise ValueError("the 'under_handle' regions and 'spacing' radii need the superpixel labels at "
                              "the image's resolution")
-        cached = getattr(s, "_superpixels", None)
+        cached = s.superpixels
         if cached is None or cached.labels.shape != labels.shape or cached.feature_hw != tuple(s.geometry.feature_hw):
             cached = Superpixels(labels, tuple(s.geometry.feature_hw), self._settings().n_segments)
-            s._superpixels = cached
+            s.superpixels = cached
         return cached
 
     def radius_for(self, s, i: int, which: int) -> int | float:
@@ -202,7 +203,7 @@ class _Regions:
                            for i, xy in enumerate(s.starts)]
 
 
-class SemanticRegionTracker(_Regions):
+class SemanticRegionTracker(_Regions, Tracker):
     """AdaptiveDrag (Sec. 3.4.2): nearest-neighbour tracking (L1 to the original handle feature) whose
     search window is the handle's region within r2 (see the module doc)."""
 
@@ -236,7 +237,7 @@ class SemanticRegionTracker(_Regions):
             s.handles[i] = cand[int(torch.argmin(score))].to(s.handles)
 
 
-class SemanticRegionSupervision(_Regions):
+class SemanticRegionSupervision(_Regions, Supervision):
     """AdaptiveDrag (Sec. 3.4.2): DragDiffusion's motion supervision (eq. 3 there) over the handle's
     region instead of a full square: sum over q in the region of |F(h + q + d) - sg(F(h + q))|_1 (mean
     over channels). With "under_handle" regions the mean runs over the whole square of radius r1 (the

@@ -14,7 +14,7 @@ from . import rules
 from .discriminative import ConfidentSupervision, DiscriminativeTracker
 from .errors import DragInputError
 from .line_search import AdaptiveTemplateSupervision, LineSearchTracker
-from .schedules import AlternatingDragDenoise, PositionSupervisedBacktracking, SingleTimestep
+from .drag_schedules import AlternatingDragDenoise, PositionSupervisedBacktracking, SingleTimestep
 from .semantic_regions import SemanticRegionSupervision, SemanticRegionTracker
 from .supervision import PointDragSupervision
 from .tracking import NearestNeighbourTracker
@@ -56,20 +56,15 @@ def build(kind: str, name: str):
     return registry[name]()
 
 
-def name_of(strategy) -> str:
-    return getattr(strategy, "name", type(strategy).__name__)
-
-
 def check_compatible(tracker, supervision, schedule) -> None:
     """Raise DragInputError naming every reason the three strategies cannot work together."""
     reasons = []
     for part in (tracker, supervision, schedule):
-        conflicts = getattr(part, "conflicts", None)
-        reason = conflicts(tracker, supervision, schedule) if conflicts else None
+        reason = part.conflicts(tracker, supervision, schedule)
         if reason and reason not in reasons:
             reasons.append(reason)
     if reasons:
-        combo = f"tracker '{name_of(tracker)}', supervision '{name_of(supervision)}', schedule '{name_of(schedule)}'"
+        combo = f"tracker '{tracker.name}', supervision '{supervision.name}', schedule '{schedule.name}'"
         raise DragInputError(f"{combo} cannot work together: " + "; ".join(reasons), input="strategies")
 
 
@@ -83,7 +78,7 @@ def with_strategies(config, tracker: str | None = None, supervision: str | None 
         if name is None or name == "preset":
             continue
         old = getattr(config, kind)
-        if name_of(old) == name:
+        if old.name == name:
             continue
         new = build(kind, name)
         carried = {attr: getattr(old, attr) for attr in CARRIED

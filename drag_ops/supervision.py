@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import rules
+from .protocols import Supervision
 from .coords import MAX_RADIUS, sample_at, square_offsets
 from .rules import Choice, Number
 
@@ -18,7 +19,7 @@ def unit_steps(s, step: float | None) -> torch.Tensor:
     return delta / dist * length
 
 
-class PointDragSupervision:
+class PointDragSupervision(Supervision):
     """DragDiffusion (eq. 3): sum over the (2*r1+1)^2 patch around h_i of
     |F(q + d_i) - sg(F(q))|_1 (mean over channels), d_i a unit step toward the target.
 

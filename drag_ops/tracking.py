@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import rules
+from .protocols import Tracker
 from .coords import MAX_RADIUS, sample_at
 from .rules import Number
 
@@ -29,7 +30,7 @@ def window_search(feats: torch.Tensor, centre: torch.Tensor, radius: int, score)
     return torch.tensor([x0 + x, y0 + y], dtype=torch.float32), s.reshape(-1)[i]
 
 
-class NearestNeighbourTracker:
+class NearestNeighbourTracker(Tracker):
     """DragDiffusion (Sec. 3.3, eq. 4): the handle moves to the position within r2 whose feature is
     nearest (L1) to the ORIGINAL handle's feature in the un-edited latent."""
 

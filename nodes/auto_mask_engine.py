@@ -4,10 +4,10 @@ the preview the node shows (drag_ops/automask.py holds the method). No ComfyUI i
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from PIL import Image
 
+from ..drag_ops.images import uint8_to_unit, unit_to_uint8
 from ..drag_ops.automask import AutoMaskSettings, boundaries_preview, make_auto_mask
 from ..drag_ops.model import Conditioning, DiffusionModel
 from ..drag_ops.pipeline import check_image
@@ -32,7 +32,7 @@ def compute_auto_mask(model: DiffusionModel, image: torch.Tensor, points: DragPo
     cond = cond if cond is not None else empty_conditioning(model)
     mask, labels = make_auto_mask(model, image, cond, points, user_mask, settings)
     preview = boundaries_preview(image, labels, mask)
-    pil = Image.fromarray((preview.numpy() * 255).round().astype(np.uint8))
+    pil = Image.fromarray(unit_to_uint8(preview))
     pil = draw_points(pil, points.handles, points.targets)
-    preview = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0)
+    preview = torch.from_numpy(uint8_to_unit(pil))
     return mask[None], preview[None], labels

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import torch
 
 from ..drag_ops.errors import DragInputError
+from ..drag_ops.images import engine_to_unit, unit_to_engine
 from ..drag_ops.lora import LoraSettings, kohya_state_dict
 from ..drag_ops.model import Conditioning, DiffusionModel
 from ..drag_ops.plan import check_conditioning
-from ..drag_ops.schedule import DDIMSchedule
+from ..drag_ops.ddim import DDIMSchedule
 from .comfy_network import ComfyNetwork, add_lora_patches
 
 log = logging.getLogger(__name__)
@@ -135,14 +136,14 @@ class ComfyVAECodec:
         h, w = images.shape[-2:]
         if h % self.downscale or w % self.downscale:
             raise DragInputError(f"image size {w}x{h} is not a multiple of {self.downscale}", input="image")
-        pixels = ((images.float() + 1) / 2).clamp(0, 1).movedim(1, -1).cpu()
+        pixels = engine_to_unit(images).cpu()
         return _normal_copy(self.latent_format.process_in(self.vae.encode(pixels)).float())
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         raw = self.latent_format.process_out(latents.detach().float().cpu())
         images = self.vae.decode(raw)
-        return _normal_copy(images.movedim(-1, 1).float() * 2 - 1)
+        return _normal_copy(unit_to_engine(images))
 
 
 # -- CONDITIONING --------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from ..drag_ops.lora import kohya_state_dict
 from ..drag_ops.network import AttentionLayer, Stage, capture_outputs, mutual_attention_kv
 
 # Backpropagating through the UNet keeps every layer's activations for the backward pass: the
-# drag's peak was ~10x a plain forward's on SD 1.5 at 512x512 (benchmarks/perf.py, CPU fp32), so a
+# drag's peak was ~10x a plain forward's on SD 1.5 at 512x512 (workbench/benchmarks/perf.py, CPU fp32), so a
 # gradient stage asks ComfyUI for ten times its inference estimate.
 GRAD_MEMORY_FACTOR = 10
 

@@ -13,7 +13,7 @@ from .method import PRESET_DEFAULT, configure, overridden
 from .runtime import (Progress, expect_drag_points, latent_to_comfy, located, mask_from_comfy, stage_memory,
                       trajectory_image)
 from .types import CATEGORY, DRAG_INVERSION, DRAG_POINTS, DRAG_RESULT
-from .values import DragOutcome, check_inversion
+from .values import DragResult, check_inversion
 
 NODE_NAME = "Drag Latent Optimizer"
 
@@ -69,7 +69,9 @@ class DragLatentOptimizer(io.ComfyNode):
             outputs=[
                 DRAG_RESULT.Output(display_name="drag",
                                    tooltip="The dragged latent and its preset, for Drag Reference Sampler."),
-                io.Latent.Output(display_name="latent", tooltip="The dragged noisy latent (at the drag's timestep)."),
+                io.Latent.Output(display_name="noisy_latent", tooltip=(
+                    "Still noise, not a picture: the dragged latent at the drag's timestep. VAE Decode shows "
+                    "noise; Drag Reference Sampler turns it into the edited image.")),
                 io.Image.Output(display_name="trajectory", tooltip=(
                     "The input with each handle's tracked path drawn from its start to where it ended.")),
                 io.Mask.Output(display_name="mask",
@@ -101,7 +103,7 @@ class DragLatentOptimizer(io.ComfyNode):
             latent = latent_to_comfy(model, result.latent)
             used = region if region is not None else torch.ones(h, w)
             preview = trajectory_image(inversion.image, result.history, points.targets, region)
-        outcome = DragOutcome(result, config, inversion.num_steps, region, inversion.trajectory.at(0).clone())
+        drag_result = DragResult(result, config, inversion.num_steps, region, inversion.trajectory.at(0).clone())
         # the LoRA is the MODEL's (Drag Identity LoRA's, maybe cached from another run), not the preset's
         settings = identity_lora_text(model) + "\n" + presets.describe_text(preset, config)
-        return io.NodeOutput(outcome, latent, preview, used[None].float(), settings)
+        return io.NodeOutput(drag_result, latent, preview, used[None].float(), settings)

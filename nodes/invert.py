@@ -40,7 +40,10 @@ class DragDDIMInversion(io.ComfyNode):
             outputs=[
                 DRAG_INVERSION.Output(display_name="inversion", tooltip=(
                     "The original trajectory, for the drag optimizer and the reference sampler.")),
-                io.Latent.Output(display_name="latent", tooltip="The inverted (noisy) latent at max_strength."),
+                io.Latent.Output(display_name="noisy_latent", tooltip=(
+                    "Still noise, not a picture: the image inverted to the inversion's timestep (max_strength "
+                    "of the way to pure noise). VAE Decode shows noise; Drag Reference Sampler, or a KSampler "
+                    "started at that step, turns it back into an image.")),
             ],
         )
 

@@ -11,6 +11,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..drag_ops.errors import DragInputError
+from ..drag_ops.images import uint8_to_unit
 
 MAX_MASK_CHARS = 50_000_000
 
@@ -40,6 +41,6 @@ def decode_mask(data: str, width: int, height: int) -> torch.Tensor:
     except unreadable as e:
         raise DragInputError(f"mask data URL does not hold a readable image ({e})") from None
     # Transparent pixels count as not painted, whatever their colour.
-    alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0 if "A" in img.getbands() else 1.0
-    lum = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    alpha = uint8_to_unit(img.getchannel("A")) if "A" in img.getbands() else 1.0
+    lum = uint8_to_unit(img.convert("L"))
     return torch.from_numpy(np.ascontiguousarray(lum * alpha)).unsqueeze(0)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import uuid
 
-import numpy as np
 import torch
 from comfy_api.latest import io
 from PIL import Image
 
 from ..drag_ops.errors import DragInputError
+from ..drag_ops.images import unit_to_uint8
 from ..drag_ops.points import parse_points
 from .painted_mask import decode_mask
 from .types import CATEGORY, DRAG_POINTS
@@ -73,7 +73,7 @@ def save_preview(image: torch.Tensor) -> dict:
     """The image as a temp file the widget shows (the stock preview's format)."""
     import folder_paths
 
-    arr = (image[0].detach().float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    arr = unit_to_uint8(image[0])
     name = f"drag_picker_{uuid.uuid4().hex[:16]}.png"
     Image.fromarray(arr[..., :3] if arr.shape[-1] >= 3 else arr[..., 0]).save(
         os.path.join(folder_paths.get_temp_directory(), name), compress_level=1)

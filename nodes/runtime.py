@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..drag_ops.errors import DragInputError
+from ..drag_ops.images import uint8_to_unit
 from ..drag_ops.points import DragPoints
 
 HANDLE_RGB, TARGET_RGB = (230, 60, 50), (50, 110, 240)
@@ -104,7 +105,7 @@ def trajectory_image(image: torch.Tensor, history: list, targets, mask: torch.Te
         if len(path) > 1:
             draw.line(path, fill=(255, 220, 0), width=max(1, zoom))
     img = draw_points(img, history[0], targets, zoom)
-    out = torch.from_numpy(np.array(img.resize((w, h), Image.LANCZOS) if zoom > 1 else img)).float() / 255
+    out = torch.from_numpy(uint8_to_unit(img.resize((w, h), Image.LANCZOS) if zoom > 1 else img))
     return out[None]
 
 

@@ -1,5 +1,5 @@
 """The pack's own socket types, declared once for ComfyUI's V3 API. What they carry: DRAG_POINTS a
-drag_ops.points.DragPoints, DRAG_INVERSION and DRAG_RESULT the classes in nodes/values.py.
+drag_ops.points.DragPoints, DRAG_INVERSION an Inversion and DRAG_RESULT a DragResult (nodes/values.py).
 
 Core's POINT type is not reused for DRAG_POINTS: in ComfyUI 0.3.64 no core node makes or reads it
 (its Type is Any), so it would connect to nothing more, and saved workflows' DRAG_POINTS links would

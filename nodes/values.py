@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ..drag_ops import presets
-from ..drag_ops.drag import DragResult
+from ..drag_ops.drag import DraggedLatent
 from ..drag_ops.errors import DragInputError
 from ..drag_ops.inversion import Trajectory
 
@@ -29,10 +29,10 @@ class Inversion:
 
 
 @dataclass
-class DragOutcome:
+class DragResult:
     """The DRAG_RESULT type: the dragged latent and how it was made (the sampler follows the preset)."""
 
-    result: DragResult
+    result: DraggedLatent
     config: presets.EditConfig
     num_steps: int
     mask: torch.Tensor | None
@@ -48,7 +48,7 @@ def check_inversion(inversion) -> Inversion:
 
 def check_drag_of(inversion: Inversion, drag) -> None:
     """The drag must come from this inversion: same schedule, same original image, deep enough."""
-    if not isinstance(drag, DragOutcome):
+    if not isinstance(drag, DragResult):
         raise DragInputError(f"expected DRAG_RESULT from Drag Latent Optimizer, got {type(drag).__name__}",
                              input="drag")
     origin = inversion.trajectory.at(0)

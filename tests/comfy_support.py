@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import pathlib
@@ -65,6 +66,30 @@ def lora_and_inversion_graph(lora_steps: int, max_strength: float, save_name: st
         "5": {"class_type": "DragDDIMInversion", "inputs": {
             "model": ["4", 0], "vae": ["1", 2], "image": ["3", 0], "conditioning": ["2", 0],
             "max_strength": max_strength, "num_steps": 10}},
+    }
+
+
+POINTS = json.dumps([{"handle": [20, 24], "target": [30, 26]}])
+
+
+# the tiny checkpoint has two decoder levels: its features come from up_blocks[1]
+BLOCKS = '"drag.features.blocks": [1]'
+
+
+def drag_graph(preset="DragDiffusion", overrides='{"schedule.max_steps": 4}', tracker="preset"):
+    overrides = "{" + BLOCKS + ", " + overrides.strip()[1:]
+    return {
+        **lora_and_inversion_graph(2, 0.8),
+        "6": {"class_type": "DragPointPicker", "inputs": {"image": ["3", 0], "points": POINTS, "mask": ""}},
+        "7": {"class_type": "DragLatentOptimizer", "inputs": {
+            "model": ["4", 0], "inversion": ["5", 0], "conditioning": ["2", 0], "points": ["6", 0],
+            "preset": preset, "tracker": tracker, "supervision": "preset", "schedule": "preset",
+            "mask": ["6", 1], "overrides": overrides}},
+        "8": {"class_type": "DragReferenceSampler", "inputs": {
+            "model": ["4", 0], "inversion": ["5", 0], "drag": ["7", 0], "conditioning": ["2", 0],
+            "reference_attention": True, "start_block": -1}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 1], "filename_prefix": "drag"}},
+        "10": {"class_type": "SaveImage", "inputs": {"images": ["7", 2], "filename_prefix": "trajectory"}},
     }
 
 
@@ -402,7 +427,6 @@ def make_comfy_model(config_class: str, unet_config: dict, *, model_type: str | 
     return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
 
 
-
 # -- the same weights in the standalone engine (parity of the two backends) ---------------------
 
 def diffusers_unet_config(model_patcher) -> dict:
@@ -466,7 +490,6 @@ def diffusers_unet_config(model_patcher) -> dict:
         time_embedding_dim=width * 4,
         flip_sin_to_cos=True, freq_shift=0, norm_num_groups=32, norm_eps=1e-5,
     )
-
 
 
 def diffusers_twin(model_patcher):

@@ -1,13 +1,9 @@
 """Tests import the pack as ComfyUI does: the repository folder as one package, `comfyui_drag`."""
 
-import pathlib
-import sys
-
 import pytest
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import pack_loader  # noqa: E402
+import pack_loader  # the repository root is on sys.path: pyproject.toml's pytest pythonpath
 
 pack_loader.load()
 

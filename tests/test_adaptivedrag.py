@@ -13,7 +13,7 @@ from comfyui_drag.drag_ops.pipeline import run_edit
 from comfyui_drag.drag_ops.points import parse_points
 from comfyui_drag.drag_ops.presets import preset
 from comfyui_drag.drag_ops.reference import sample
-from comfyui_drag.drag_ops.schedules import PositionSupervisedBacktracking
+from comfyui_drag.drag_ops.drag_schedules import PositionSupervisedBacktracking
 from comfyui_drag.drag_ops.semantic_regions import (SemanticRegionSupervision, SemanticRegionTracker,
                                                     adaptive_radii)
 from comfyui_drag.drag_ops.tracking import NearestNeighbourTracker
@@ -93,6 +93,7 @@ class StripeSession:
         from types import SimpleNamespace
         self.labels = (torch.arange(64) // 16).expand(64, 64).clone()
         self.regions = self.labels[::2, ::2].clone()
+        self.superpixels = None
         self.geometry = SimpleNamespace(feature_hw=(32, 32))
         self.starts, self.targets = torch.tensor([start]), torch.tensor([target])
         self.handles = self.starts.clone()

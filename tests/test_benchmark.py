@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from comfyui_drag.drag_ops import datasets, metrics
+from workbench import datasets, metrics
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.lora import LoraSettings
 from comfyui_drag.drag_ops.presets import dragdiffusion
-from comfyui_drag.drag_ops.schedules import SingleTimestep
-from comfyui_drag.shapes import benchmark, world
-from comfyui_drag.shapes.scenes import Scene, Shape, _inside, render, shape_mask
+from comfyui_drag.drag_ops.drag_schedules import SingleTimestep
+from workbench.shapes import benchmark, world
+from workbench.shapes.scenes import Scene, Shape, _inside, render, shape_mask
 from tiny_models import blob_image, tiny_cond, tiny_model
 
 VARIANTS = ("move-centre", "move-edge", "move-lookalike", "rescale", "deform")
@@ -254,14 +254,14 @@ def test_the_real_image_runner_on_a_tiny_dragbench(tmp_path):
 
 
 def test_drag_alignment_benchmark_prints_cosines_for_each_update_count():
-    """benchmarks/drag_alignment.py (the cheap score of where a preset's updates point) runs on the
+    """workbench/benchmarks/drag_alignment.py (the cheap score of where a preset's updates point) runs on the
     shipped model and prints one cosine with the move and one with erasing per update count."""
     import re
     import subprocess
     import sys
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
-    run = subprocess.run([sys.executable, "benchmarks/drag_alignment.py", "--presets", "DragDiffusion",
+    run = subprocess.run([sys.executable, "-m", "workbench.benchmarks.drag_alignment", "--presets", "DragDiffusion",
                           "--updates", "1,3", "--tasks", "2"], cwd=root, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     row = next(line for line in run.stdout.splitlines() if line.startswith("| DragDiffusion |"))
@@ -272,7 +272,7 @@ def test_drag_alignment_benchmark_prints_cosines_for_each_update_count():
 
 
 def test_drag_oracle_carries_a_shape_to_its_target_given_the_ground_truth_features():
-    """benchmarks/drag_oracle.py (the frontier check behind the shapes world's drag settings): with
+    """workbench/benchmarks/drag_oracle.py (the frontier check behind the shapes world's drag settings): with
     the ground-truth edit's features as the target, enough updates move the shape onto its target
     and a handful leave it near where it was."""
     import re
@@ -280,7 +280,7 @@ def test_drag_oracle_carries_a_shape_to_its_target_given_the_ground_truth_featur
     import sys
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
-    run = subprocess.run([sys.executable, "benchmarks/drag_oracle.py", "--updates", "5,120", "--tasks", "1"],
+    run = subprocess.run([sys.executable, "-m", "workbench.benchmarks.drag_oracle", "--updates", "5,120", "--tasks", "1"],
                          cwd=root, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     rows = {int(m[1]): (float(m[2]), int(m[3])) for m in re.finditer(r"^\| (\d+) \| ([\d.]+) \| (\d+)% \|$",
@@ -291,7 +291,7 @@ def test_drag_oracle_carries_a_shape_to_its_target_given_the_ground_truth_featur
 
 
 def test_lora_fit_the_adapter_with_the_resnet_convs_fits_the_image_where_attention_alone_does_not():
-    """benchmarks/lora_fit.py (why the shapes world's identity LoRA needs the ResNet convs): on this
+    """workbench/benchmarks/lora_fit.py (why the shapes world's identity LoRA needs the ResNet convs): on this
     UNet, whose attention sits only at its coarsest levels, the attention-only adapter leaves the
     image's denoising loss where it was, the one with the convs lowers it; both help the image
     come back from strength 0.5."""
@@ -300,7 +300,7 @@ def test_lora_fit_the_adapter_with_the_resnet_convs_fits_the_image_where_attenti
     import sys
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
-    run = subprocess.run([sys.executable, "benchmarks/lora_fit.py", "--scenes", "1", "--steps", "100"],
+    run = subprocess.run([sys.executable, "-m", "workbench.benchmarks.lora_fit", "--scenes", "1", "--steps", "100"],
                          cwd=root, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     rows = {m[1]: [float(v) for v in m.groups()[1:]] for m in re.finditer(

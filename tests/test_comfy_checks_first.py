@@ -220,7 +220,8 @@ def test_every_setting_out_of_range_or_of_the_wrong_type_is_named_before_any_sta
 
 
 def test_the_issues_settings_are_refused_by_their_constructors_names(comfyui, pack, env):
-    """{"schedule.B": 0} used to pass and die in the drag with ZeroDivisionError."""
+    """The paper's letters are no settings: {"schedule.B": 0} is refused before any stage (as B, it
+    would divide by zero in the drag), and the constructor's name for it is checked by its rule."""
     with comfyui.watch_progress() as progress:
         with pytest.raises(pack.error, match=r"^Drag Edit / input 'overrides': unknown setting 'schedule.B'"):
             call(edit(pack, env, "GoodDrag", {**FIT, "schedule.B": 0}))

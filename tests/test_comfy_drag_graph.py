@@ -6,32 +6,10 @@ import json
 import pytest
 import torch
 
-from comfy_support import CHECKPOINT, IMAGE, IMAGE_SIZE, comfyui, lora_and_inversion_graph, requires_comfyui  # noqa: F401
+from comfy_support import (BLOCKS, CHECKPOINT, IMAGE, IMAGE_SIZE, POINTS, comfyui, drag_graph,  # noqa: F401
+                           lora_and_inversion_graph, requires_comfyui)
 
 pytestmark = requires_comfyui
-
-POINTS = json.dumps([{"handle": [20, 24], "target": [30, 26]}])
-
-
-# the tiny checkpoint has two decoder levels: its features come from up_blocks[1]
-BLOCKS = '"drag.features.blocks": [1]'
-
-
-def drag_graph(preset="DragDiffusion", overrides='{"schedule.max_steps": 4}', tracker="preset"):
-    overrides = "{" + BLOCKS + ", " + overrides.strip()[1:]
-    return {
-        **lora_and_inversion_graph(2, 0.8),
-        "6": {"class_type": "DragPointPicker", "inputs": {"image": ["3", 0], "points": POINTS, "mask": ""}},
-        "7": {"class_type": "DragLatentOptimizer", "inputs": {
-            "model": ["4", 0], "inversion": ["5", 0], "conditioning": ["2", 0], "points": ["6", 0],
-            "preset": preset, "tracker": tracker, "supervision": "preset", "schedule": "preset",
-            "mask": ["6", 1], "overrides": overrides}},
-        "8": {"class_type": "DragReferenceSampler", "inputs": {
-            "model": ["4", 0], "inversion": ["5", 0], "drag": ["7", 0], "conditioning": ["2", 0],
-            "reference_attention": True, "start_block": -1}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 1], "filename_prefix": "drag"}},
-        "10": {"class_type": "SaveImage", "inputs": {"images": ["7", 2], "filename_prefix": "trajectory"}},
-    }
 
 
 def test_full_drag_graph_runs_and_saves_an_image(comfyui):

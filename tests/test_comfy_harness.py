@@ -1,28 +1,15 @@
-"""The integration harness itself: ComfyUI starts in-process, loads the pack, runs graphs,
-reports progress and honours the cancel button.
+"""The integration harness on the pack's own nodes: ComfyUI starts in-process, loads the pack
+through its V3 entry point, runs the pack's nodes in graphs (with and without output nodes), reports
+their progress, caches them and honours the cancel button inside them.
 
 Skipped unless COMFYUI_PATH points at a ComfyUI checkout (see comfy_support.py).
 """
 
 import torch
 
-from comfy_support import CHECKPOINT, IMAGE, comfyui, requires_comfyui  # noqa: F401
+from comfy_support import IMAGE, IMAGE_SIZE, comfyui, lora_and_inversion_graph, requires_comfyui  # noqa: F401
 
 pytestmark = requires_comfyui
-
-
-def graph(steps=2):
-    return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a yellow disc"}},
-        "3": {"class_type": "LoadImage", "inputs": {"image": IMAGE}},
-        "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["3", 0], "vae": ["1", 2]}},
-        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0],
-                                                   "latent_image": ["4", 0], "seed": 3, "steps": steps, "cfg": 1.0,
-                                                   "sampler_name": "euler", "scheduler": "normal", "denoise": 0.6}},
-        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
-        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "harness"}},
-    }
 
 
 PACK_NODES = {"DragPointPicker", "DragIdentityLoRA", "DragDDIMInversion", "DragLatentOptimizer",
@@ -42,29 +29,49 @@ def test_pack_is_loaded_as_a_custom_node_through_its_v3_entrypoint(comfyui):
         assert nodes.NODE_CLASS_MAPPINGS[name] is cls and cls.RELATIVE_PYTHON_MODULE == "custom_nodes.comfyui_drag"
 
 
-def test_stock_graph_runs_and_reports_progress(comfyui):
-    run = comfyui.execute(graph(), fresh=True)
+def bars(run) -> dict:
+    """{node: [values]} of the progress bars a run reported."""
+    seen = {}
+    for node, value, total, _ in run.progress:
+        seen.setdefault(node, []).append((value, total))
+    return seen
+
+
+def test_pack_stages_report_progress_to_their_total_and_are_cached(comfyui):
+    graph = lora_and_inversion_graph(3, 0.6)
+    run = comfyui.execute(graph, targets=["5"], fresh=True)
     assert run.success, run.error
-    image = run.outputs["6"][0]
-    assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all()
-    assert (comfyui.output / run.ui["7"]["images"][0]["filename"]).is_file()
-    assert [(node, value, total) for node, value, total, _ in run.progress] == [("5", 1, 2), ("5", 2, 2)]
-    # ComfyUI's cache: an unchanged graph runs nothing again
-    again = comfyui.execute(graph())
+    inversion, noisy = run.outputs["5"]
+    assert noisy["samples"].shape == (1, 4, IMAGE_SIZE // 8, IMAGE_SIZE // 8)
+    assert torch.isfinite(noisy["samples"]).all()
+    seen = bars(run)
+    assert set(seen) == {"4", "5"}  # the identity LoRA, then the inversion
+    assert [v for v, _ in seen["4"]] == [1, 2, 3] and seen["4"][-1][1] == 3
+    assert [v for v, _ in seen["5"]] == list(range(1, seen["5"][-1][1] + 1))  # every step, to its total
+    # ComfyUI's cache: the same graph runs nothing again; a new strength reruns the inversion only
+    again = comfyui.execute(graph, targets=["5"])
     assert again.success and again.progress == []
+    graph["5"]["inputs"]["max_strength"] = 0.8
+    deeper = comfyui.execute(graph, targets=["5"])
+    assert deeper.success and set(bars(deeper)) == {"5"}
 
 
-def test_targets_run_graphs_without_output_nodes(comfyui):
-    run = comfyui.execute({k: v for k, v in graph().items() if k in "1234"}, targets=["4"])
+def test_targets_run_a_pack_node_without_output_nodes(comfyui):
+    graph = {"3": {"class_type": "LoadImage", "inputs": {"image": IMAGE}},
+             "6": {"class_type": "DragPointPicker", "inputs": {
+                 "image": ["3", 0], "points": '[{"handle": [5, 6], "target": [20, 22]}]', "mask": ""}}}
+    run = comfyui.execute(graph, targets=["6"], fresh=True)
     assert run.success, run.error
-    assert run.outputs["4"][0]["samples"].shape == (1, 4, 8, 8)
+    points, mask = run.outputs["6"]
+    assert list(points.handles) == [(5.0, 6.0)] and list(points.targets) == [(20.0, 22.0)]
+    assert mask.shape == (1, IMAGE_SIZE, IMAGE_SIZE) and bool((mask == 1).all())  # nothing painted: all editable
 
 
-def test_cancel_button_stops_the_run(comfyui):
+def test_cancel_button_stops_the_identity_lora_within_a_step(comfyui):
     def cancel(node, value, total, preview):
-        if value == 1:
+        if node == "4" and value == 1:
             comfyui.interrupt()
-    run = comfyui.execute(graph(steps=3), fresh=True, on_progress=cancel)
+    run = comfyui.execute(lora_and_inversion_graph(5, 0.6), targets=["5"], fresh=True, on_progress=cancel)
     assert not run.success and run.interrupted
-    assert run.error["node_id"] == "5"
-    assert [value for _, value, _, _ in run.progress] == [1]
+    assert run.error["node_id"] == "4"
+    assert bars(run) == {"4": [(1, 5)]}  # no second LoRA step, and the inversion never started

@@ -112,7 +112,7 @@ def test_comfyui_and_diffusers_backends_agree_on_the_same_weights(pack, bridge, 
     points = pack("drag_ops.points").parse_points([[20, 24], [36, 28]])
     # a large step so the handle moves within a few updates on this random model
     settings = drag.DragSettings(learning_rate=0.3, features=pack("drag_ops.model").FeatureSpec(blocks=(1,)))
-    schedule = pack("drag_ops.schedules").SingleTimestep(6)
+    schedule = pack("drag_ops.drag_schedules").SingleTimestep(6)
     results = []
     for dm in (comfy_dm, twin):
         with torch.inference_mode():
@@ -251,13 +251,13 @@ def test_a_drag_runs_through_a_model_with_a_model_options_patch(pack, bridge, ti
         trajectory = pack("drag_ops.inversion").invert(dm, z, cond, 0.6)
         settings = drag.DragSettings(features=pack("drag_ops.model").FeatureSpec(blocks=(1,)))
         result = drag.drag(dm, trajectory, cond, pack("drag_ops.points").parse_points([[20, 24], [36, 28]]),
-                           (64, 64), settings=settings, schedule=pack("drag_ops.schedules").SingleTimestep(2))
+                           (64, 64), settings=settings, schedule=pack("drag_ops.drag_schedules").SingleTimestep(2))
     assert result.steps == 2 and torch.isfinite(result.latent).all()
     assert_model_clean(sd2)
 
 
 def test_schedule_is_stable_diffusions(bridge, tiny_sd15):
-    from comfyui_drag.drag_ops.schedule import scaled_linear_alphas
+    from comfyui_drag.drag_ops.ddim import scaled_linear_alphas
     model, _, vae = tiny_sd15
     schedule = engine(bridge, model, vae, steps=25).schedule
     assert schedule.num_steps == 25 and schedule.timesteps_ascending[:2] == [1, 41]

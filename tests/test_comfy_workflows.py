@@ -4,15 +4,12 @@ small step counts), produces an image. Skipped unless COMFYUI_PATH is set."""
 
 import asyncio
 import json
-import pathlib
-import sys
 
 import pytest
 
 from comfy_support import CHECKPOINT, IMAGE, IMAGE_SIZE, comfyui, requires_comfyui  # noqa: F401
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
-import workflow_graph as wg  # noqa: E402
+from workbench.workflows import workflow_graph as wg  # noqa: E402
 
 pytestmark = requires_comfyui
 
@@ -84,8 +81,8 @@ def check_saved_images(run, prompt):
 
 
 def test_the_stock_node_list_matches_this_comfyui(live_specs):
-    """tests/fixtures/stock_nodes.json is what this ComfyUI has, for every stock node a workflow uses
-    (else regenerate it with tests/fixtures/make_stock_nodes.py). File lists are empty there."""
+    """workbench/workflows/stock_nodes.json is what this ComfyUI has, for every stock node a workflow uses
+    (else regenerate it with workbench/workflows/make_stock_nodes.py). File lists are empty there."""
     stock = wg.stock_nodes()
     used = {n["type"] for wf in WORKFLOWS.values() for n in wf["nodes"]} & set(stock)
     for name in sorted(used):

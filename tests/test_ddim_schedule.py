@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from comfyui_drag.drag_ops.schedule import DDIMSchedule
+from comfyui_drag.drag_ops.ddim import DDIMSchedule
 
 
 def sd_scheduler(num_steps: int, prediction_type: str) -> DDIMScheduler:

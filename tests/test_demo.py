@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_demo_writes_its_images_and_moves_the_shape_toward_the_target(tmp_path):
-    run = subprocess.run([sys.executable, "cli.py", "demo", "--out", str(tmp_path)], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "workbench", "demo", "--out", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     for name in ("input.png", "output.png", "trajectory.png"):

@@ -10,7 +10,7 @@ from comfyui_drag.drag_ops.inversion import invert
 from comfyui_drag.drag_ops.model import FeatureSpec
 from comfyui_drag.drag_ops.points import parse_points
 from comfyui_drag.drag_ops.reference import ReferenceControl, sample
-from comfyui_drag.drag_ops.schedules import SingleTimestep
+from comfyui_drag.drag_ops.drag_schedules import SingleTimestep
 from comfyui_drag.drag_ops.tracking import NearestNeighbourTracker
 from tiny_models import blob_image, tiny_model
 

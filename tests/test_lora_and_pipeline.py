@@ -7,7 +7,7 @@ from comfyui_drag.drag_ops.lora import LoraSettings, train_identity_lora
 from comfyui_drag.drag_ops.pipeline import run_edit
 from comfyui_drag.drag_ops.points import parse_points
 from comfyui_drag.drag_ops.presets import EditConfig, dragdiffusion
-from comfyui_drag.drag_ops.schedules import SingleTimestep
+from comfyui_drag.drag_ops.drag_schedules import SingleTimestep
 from tiny_models import blob_image, tiny_cond, tiny_model
 
 

@@ -1,6 +1,6 @@
 """Each preset reproduces its authors' code: the reference outputs in tests/fixtures/parity come from
-the authors' own update loops (benchmarks/parity/run.py, with the command stored in each file), on
-the small random SD1.5-layout UNet of benchmarks/parity/case.py (CPU, fp32, one thread). The engine
+the authors' own update loops (workbench/benchmarks/parity/run.py, with the command stored in each file), on
+the small random SD1.5-layout UNet of workbench/benchmarks/parity/case.py (CPU, fp32, one thread). The engine
 runs here alone, from the authors' inverted latent, and must give the same handle paths (FreeDrag:
 the same intermediate targets), the loss at the first update within 1e-5 relative, the same number
 of updates, and a final latent no further from the authors' than the authors' code is from itself
@@ -9,15 +9,13 @@ when only its attention kernel changes (classic vs SDPA: the float-noise envelop
 
 import json
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks" / "parity"))
-import case as cases  # noqa: E402
+from workbench.benchmarks.parity import case as cases  # noqa: E402
 
 from comfyui_drag.drag_ops.inversion import invert  # noqa: E402
 from comfyui_drag.drag_ops.model import Conditioning  # noqa: E402

@@ -23,7 +23,7 @@ from PIL import Image
 
 from comfyui_drag.drag_ops import presets
 from comfyui_drag.drag_ops.automask import AutoMaskSettings
-from comfyui_drag.drag_ops.drag import DragResult, DragSettings, drag
+from comfyui_drag.drag_ops.drag import DraggedLatent, DragSettings, drag
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.inversion import Trajectory, invert
 from comfyui_drag.drag_ops.lora import LoraSettings
@@ -36,7 +36,7 @@ from comfyui_drag.nodes.auto_mask_engine import compute_auto_mask
 from comfyui_drag.nodes.method import configure
 from comfyui_drag.nodes.painted_mask import decode_mask
 from comfyui_drag.nodes.runtime import image_from_comfy, located, mask_from_comfy
-from comfyui_drag.nodes.values import DragOutcome, Inversion
+from comfyui_drag.nodes.values import DragResult, Inversion
 from tiny_models import blob_image, tiny_cond, tiny_model
 
 W, H = 64, 48  # the picker tests' image: width x height
@@ -364,8 +364,8 @@ def fake_inversion(seed=0, steps=7, num_steps=10, hw=(32, 32)):
 
 
 def fake_drag(inversion, step_index=7):
-    result = DragResult(inversion.trajectory.at(step_index).clone(), step_index, [], [], 1)
-    return DragOutcome(result, presets.preset("DragDiffusion"), inversion.num_steps, None,
+    result = DraggedLatent(inversion.trajectory.at(step_index).clone(), step_index, [], [], 1)
+    return DragResult(result, presets.preset("DragDiffusion"), inversion.num_steps, None,
                        inversion.trajectory.at(0).clone())
 
 

@@ -120,7 +120,7 @@ def test_paper_letters_are_not_setting_names_and_the_cli_example_works():
         apply_overrides(config, {"schedule.B": 0})
     with pytest.raises(DragInputError, match=r"schedule\.rounds_per_denoise must be a whole number"):
         apply_overrides(config, {"schedule.rounds_per_denoise": 0})
-    import cli
+    from workbench import cli
     configs = cli.bench_configs(["GoodDrag"], cli.parse_sets(["GoodDrag:schedule.drag_rounds=40"]))
     assert configs["GoodDrag"].schedule.drag_rounds == 40 and configs["GoodDrag"].schedule.total() == 120
 
@@ -152,9 +152,9 @@ def test_every_setting_path_has_a_rule_except_strategy_names():
 
 
 def test_the_shapes_benchmark_builds_every_preset():
-    """`cli.py bench --presets all` adapts each preset to the shapes model before running any task."""
-    import cli
-    from comfyui_drag.shapes import world
+    """`python -m workbench bench --presets all` adapts each preset to the shapes model before running any task."""
+    from workbench import cli
+    from workbench.shapes import world
     configs = cli.bench_configs(["all"], {}, world.adapt)
     assert set(configs) == set(presets.PRESETS)
     assert configs["GoodDrag"].tracker.radius == world.MAX_TRACKING_RADIUS

@@ -1,4 +1,4 @@
-"""The shapes-world model layouts that shapes/train.py builds."""
+"""The shapes-world model layouts that workbench/shapes/train.py builds."""
 
 import json
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from comfyui_drag.shapes.model import IMAGE_SIZE, WEIGHTS, empty_prompt, unet_config, vae_config
+from workbench.shapes.model import IMAGE_SIZE, WEIGHTS, empty_prompt, unet_config, vae_config
 
 
 def test_the_default_layout_is_the_one_the_shipped_weights_have():
-    """`python -m shapes.train` without --downsample rebuilds the shipped model's layout."""
+    """`python -m workbench.shapes.train` without --downsample rebuilds the shipped model's layout."""
     for name, config in (("vae", vae_config()), ("unet", unet_config())):
         shipped = json.loads((WEIGHTS / f"{name}.json").read_text())
         assert {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()} == \
@@ -36,13 +36,13 @@ def test_the_shipped_vae_scales_latents_to_what_the_unet_was_trained_on():
     """Training scales latents to unit std and writes the factor into vae.json; loading must keep it
     (diffusers would otherwise put SD's 0.18215 back, and every latent would be 4.5x too small)."""
     from comfyui_drag.drag_ops.model import DiffusersVAECodec
-    from comfyui_drag.shapes.model import load_shapes_model
-    from comfyui_drag.shapes.scenes import scene_images
-    from comfyui_drag.shapes.train import to_tensor
+    from workbench.shapes.model import load_shapes_model
+    from workbench.shapes.scenes import scene_images
+    from comfyui_drag.drag_ops.images import uint8_to_engine
 
     _, vae = load_shapes_model("cpu")
     assert vae.config.scaling_factor == pytest.approx(json.loads((WEIGHTS / "vae.json").read_text())["scaling_factor"])
-    assert 0.8 < DiffusersVAECodec(vae).encode(to_tensor(scene_images(range(32)))).std().item() < 1.25
+    assert 0.8 < DiffusersVAECodec(vae).encode(uint8_to_engine(scene_images(range(32)))).std().item() < 1.25
 
 
 def test_continuing_the_unet_keeps_the_vae_and_its_scale_and_records_the_earlier_run(tmp_path):
@@ -53,7 +53,7 @@ def test_continuing_the_unet_keeps_the_vae_and_its_scale_and_records_the_earlier
 
     from safetensors.torch import load_file
 
-    from comfyui_drag.shapes.train import main
+    from workbench.shapes.train import main
 
     weights = tmp_path / "weights"
     shutil.copytree(WEIGHTS, weights)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from comfyui_drag.shapes.scenes import (KINDS, Scene, Shape, color_mask, coverage, mask_centroid,
+from workbench.shapes.scenes import (KINDS, Scene, Shape, color_mask, coverage, mask_centroid,
                                         random_scene, render, shape_centroid, shape_mask)
 
 BG = ((0.4, 0.4, 0.45), (0.5, 0.45, 0.4))

@@ -16,7 +16,7 @@ from comfyui_drag.drag_ops.line_search import AdaptiveTemplateSupervision, LineS
 from comfyui_drag.drag_ops.overrides import apply_overrides
 from comfyui_drag.drag_ops.pipeline import run_edit
 from comfyui_drag.drag_ops.points import parse_points
-from comfyui_drag.drag_ops.schedules import AlternatingDragDenoise
+from comfyui_drag.drag_ops.drag_schedules import AlternatingDragDenoise
 from comfyui_drag.drag_ops.strategies import (REGISTRIES, SCHEDULES, SUPERVISIONS, TRACKERS, build,
                                               check_compatible, with_strategies)
 from comfyui_drag.drag_ops.supervision import PointDragSupervision
@@ -64,7 +64,7 @@ def test_filter_fits_the_gaussian_label():
     offsets = square_offsets(3)
     labels = gaussian_labels(offsets, 1.0)
     patches = torch.randn(4, len(offsets), 640) + 0.5  # 4 handles, 7x7 patch, SD's 640 channels
-    # its cost is measured with the whole StableDrag update in benchmarks/perf.py, not timed here
+    # its cost is measured with the whole StableDrag update in workbench/benchmarks/perf.py, not timed here
     z = train_filters(patches, patches[:, len(offsets) // 2], labels)
     fit = torch.bmm(patches, z[:, :, None])[..., 0]
     assert (fit - labels).abs().max() < 0.05
@@ -210,7 +210,8 @@ def freedrag_session(drags="per_handle", rollback="start", template="aggregate")
     sup = AdaptiveTemplateSupervision(radius=3, target_distance=1.0, template=template)
     tracker = LineSearchTracker(max_step=5.0, drags=drags, rollback=rollback)
     s = SimpleNamespace(starts=torch.tensor([[8.0, 16.0]]), targets=torch.tensor([[24.0, 16.0]]), k=5,
-                        orig_feats=ramp(), supervision=sup, settings=DragSettings(), active=torch.ones(1))
+                        template=None, template_k=None, orig_feats=ramp(), supervision=sup, settings=DragSettings(),
+                        active=torch.ones(1))
     s.handles = s.starts.clone()
     tracker.begin(s)
     sup.begin(s)
@@ -316,6 +317,20 @@ def test_every_registered_strategy_builds_with_its_name():
             assert build(kind, name).name == name
     with pytest.raises(DragInputError, match="unknown tracker 'kalman'"):
         build("tracker", "kalman")
+
+
+def test_every_registered_strategy_subclasses_its_protocol():
+    """The drag loop calls settled(), denoise_steps(), conflicts() and reads uses_regions and
+    reports_confidence without fallbacks: a strategy gets their defaults by subclassing its Protocol."""
+    from comfyui_drag.drag_ops.protocols import Schedule, Supervision, Tracker
+    protocol = {"tracker": Tracker, "supervision": Supervision, "schedule": Schedule}
+    for kind, registry in REGISTRIES.items():
+        for name in registry:
+            strategy = build(kind, name)
+            assert protocol[kind] in type(strategy).__mro__, f"{kind} {name!r}: subclass {protocol[kind].__name__}"
+            assert isinstance(strategy.uses_regions, bool) and strategy.conflicts is not None
+    assert build("tracker", "discriminative").reports_confidence and not build("tracker", "nearest").reports_confidence
+    assert build("schedule", "alternating").denoise_steps() > 0 == build("schedule", "single").denoise_steps()
 
 
 @pytest.mark.parametrize("tracker, supervision, schedule, reason", [

@@ -1,5 +1,5 @@
 """The example workflows (example_workflows/*.json, ComfyUI's UI format) against the node definitions:
-every node exists (the pack's or a stock one, see tests/fixtures/stock_nodes.json), every link joins
+every node exists (the pack's or a stock one, see workbench/workflows/stock_nodes.json), every link joins
 matching types, every widget value is valid for its input and every required input is connected or
 set. The pack's nodes are read from their V3 schemas, so this starts ComfyUI (comfy_support); the
 workflows are not run here (test_comfy_workflows.py runs them)."""
@@ -8,22 +8,19 @@ import importlib.util
 import io
 import itertools
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
-import workflow_graph as wg  # noqa: E402
+from workbench.workflows import workflow_graph as wg  # noqa: E402
 
 from comfy_support import comfyui  # noqa: E402, F401
 from comfyui_drag.drag_ops import presets  # noqa: E402
 from comfyui_drag.drag_ops.points import parse_points  # noqa: E402
 
 WORKFLOWS = wg.load_workflows()
-# The file names are the template cards' titles (ComfyUI shows nothing else, see example_workflows/build.py).
+# The file names are the template cards' titles (ComfyUI shows nothing else, see workbench/workflows/build.py).
 PRESET_FILES = {"DragDiffusion": "Drag with DragDiffusion", "FreeDrag": "Drag with FreeDrag",
                 "StableDrag": "Drag with StableDrag", "GoodDrag": "Drag with GoodDrag",
                 "AdaptiveDrag": "Drag with AdaptiveDrag auto mask"}
@@ -44,12 +41,8 @@ def specs(pack_specs):
 
 @pytest.fixture(scope="module")
 def build(specs):
-    """example_workflows/build.py as a module (its CARDS, WORKFLOWS and thumbnails)."""
-    spec = importlib.util.spec_from_file_location("example_workflows_build", wg.WORKFLOWS / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
+    """workbench/workflows/build.py as a module (its CARDS, WORKFLOWS and thumbnails)."""
+    return importlib.import_module("workbench.workflows.build")
 
 
 def nodes_of(workflow, kind):
@@ -168,7 +161,7 @@ def test_readme_lists_every_workflow():
 def test_build_script_reproduces_the_committed_workflows(build):
     for key, make in build.WORKFLOWS.items():
         title = build.CARDS[key].title
-        assert make(key) == WORKFLOWS[title], f"{title}.json is stale: run python example_workflows/build.py"
+        assert make(key) == WORKFLOWS[title], f"{title}.json is stale: run python -m workbench.workflows.build"
 
 
 # -- the cards in ComfyUI's template browser (tests/browser/test_templates_browser.py shows them) -----
@@ -212,7 +205,7 @@ def test_thumbnail_is_a_small_square_jpeg_showing_its_card(build, title):
     build.thumbnails.save(build.thumbnails.thumbnail(c.picture, c.heading, c.description), drawn)
     # 0 with the same Pillow; one letter changed in the description gives > 50
     assert np.abs(committed - small(Image.open(drawn))).max() < 20, \
-        f"{title}.jpg is stale: run python example_workflows/build.py"
+        f"{title}.jpg is stale: run python -m workbench.workflows.build"
 
 
 def test_thumbnails_are_distinct():

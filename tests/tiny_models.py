@@ -5,7 +5,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from comfyui_drag.drag_ops.model import Conditioning, DiffusersVAECodec, DiffusionModel
 from comfyui_drag.drag_ops.network import DiffusersUNet
-from comfyui_drag.drag_ops.schedule import DDIMSchedule
+from comfyui_drag.drag_ops.ddim import DDIMSchedule
 
 CONTEXT_DIM = 32
 

@@ -17,8 +17,7 @@ import pytest
 
 from comfy_server import COMFYUI, FRONTENDS, ROOT, run_driver
 
-sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
-import workflow_graph as wg  # noqa: E402
+from workbench.workflows import workflow_graph as wg  # noqa: E402
 
 WORKFLOWS = ("Drag step by step", "Drag with DragDiffusion")  # file names (= template card titles)
 CHECKPOINT = "tiny_sd15.safetensors"

@@ -1,7 +1,7 @@
 """The pack's cards in ComfyUI's template browser (Workflow -> Browse Templates), in a real ComfyUI +
 headless Chromium, once per frontend (conftest.py). Screenshot: out/browser/<frontend>/templates.png.
 
-A custom node's card is made from its file name alone (example_workflows/build.py): the title is
+A custom node's card is made from its file name alone (workbench/workflows/build.py): the title is
 the name; 1.27 repeats it, '-' and '_' as spaces, as the description line, 1.58 shows no
 description. The one-line description is drawn into the thumbnail, which must load.
 """
