@@ -114,6 +114,7 @@ class ConfidentSupervision(PointDragSupervision):
     """
 
     name = "confident"
+    weight = "patch_sum"  # DragDiffusion's scale (the base class's setting; not one of StableDrag's)
     # the reference is chosen per handle and step (eq. 4-5), so it is not a setting here
     RULES = {"radius": PointDragSupervision.RULES["radius"], "step": PointDragSupervision.RULES["step"],
              "threshold": Number(0, 1)}  # tau

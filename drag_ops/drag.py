@@ -19,7 +19,7 @@ from .model import Conditioning, DiffusionModel, FeatureSpec
 from .network import Stage
 from .points import DragPoints
 from .progress import Callback, report
-from .rules import Choice, Number, Part
+from .rules import Choice, Flag, Number, Part
 from .schedules import SingleTimestep
 from .supervision import PointDragSupervision
 from .tracking import NearestNeighbourTracker
@@ -35,10 +35,19 @@ class DragSettings:
     mask_reference: str = "step"  # "step": DDIM step of the original z_t; "trajectory": inverted z_{t-1}
     reach_distance: float = 2.0  # feature pixels
     features: FeatureSpec = field(default_factory=FeatureSpec)
+    # points rounded to whole feature pixels (half to even, torch.round) before anything else, as every
+    # published drag code does (DragDiffusion's run_drag: torch.round(point / image_size * sup_res));
+    # False keeps sub-pixel positions
+    round_points: bool = True
+    # the original image's latent at the timesteps after a denoising step (GoodDrag's alternation), whose
+    # features and DDIM step the drag compares against: "inversion" the inverted trajectory's z_k,
+    # "denoised" DDIM denoising of the inverted z_T (GoodDrag's code: get_original_features)
+    original_path: str = "inversion"
 
     RULES = {"learning_rate": Number(0, 1, above=True), "mask_weight": Number(0, 1e6),
              "mask_reduction": Choice(("sum", "mean")), "mask_reference": Choice(("step", "trajectory")),
-             "reach_distance": Number(0, MAX_RADIUS), "features": Part(FeatureSpec)}
+             "reach_distance": Number(0, MAX_RADIUS), "features": Part(FeatureSpec), "round_points": Flag(),
+             "original_path": Choice(("inversion", "denoised"))}
 
     def __post_init__(self):
         rules.check(self)
@@ -53,6 +62,9 @@ class DragResult:
     steps: int  # motion-supervision updates done
     targets: list | None = None  # image pixels (for guidance during sampling)
     geometry: Geometry | None = None
+    # the original's latent at step_index when it is not the inverted trajectory's (original_path
+    # "denoised"): where reference sampling starts the original branch
+    original: torch.Tensor | None = None
 
 
 class DragSession:
@@ -60,20 +72,23 @@ class DragSession:
                  points: DragPoints, mask: torch.Tensor | None, settings: DragSettings, tracker, supervision,
                  callback: Callback | None = None, total: int = 0, regions: torch.Tensor | None = None):
         self.model, self.trajectory, self.cond, self.geometry = model, trajectory, cond, geometry
-        # optional superpixel labels [hf, wf] of the original image (AdaptiveDrag's semantic regions)
-        self.regions = regions
+        # optional superpixel labels of the original image (AdaptiveDrag's semantic regions): [hf, wf] at
+        # the features' resolution, and ``labels`` [H, W] at the image's
+        self.regions = None if regions is None else geometry.labels_to_feature(regions).to(model.device)
+        self.labels = None if regions is None else regions.cpu().long()
         self.settings, self.tracker, self.supervision = settings, tracker, supervision
         self.callback, self.total = callback, total
         self.device = model.device
         dev = self.device
-        self.starts = geometry.image_to_feature(torch.tensor(points.handles, dtype=torch.float32))
-        self.targets = geometry.image_to_feature(torch.tensor(points.targets, dtype=torch.float32))
+        self.starts = self._feature_points(points.handles)
+        self.targets = self._feature_points(points.targets)
         self.handles = self.starts.clone()
         self.confidence = None
         self.keep = None if mask is None else (1 - geometry.mask_to_latent(mask)).to(dev)
         self.k = trajectory.steps
         self.steps = 0
         self.history = [self._image(self.handles)]
+        self.original = trajectory.start.to(self.device)  # the original's latent at step index k
         self._set_latent(trajectory.start)
 
     # -- primitives for schedules ----------------------------------------------------------
@@ -135,19 +150,28 @@ class DragSession:
             out, _ = self.model.forward(self.latent, self.model.schedule.timestep(self.k), self.cond)
         z = self.model.schedule.step(out, self.k, self.latent.detach())
         self.k -= 1
+        if self.settings.original_path == "denoised":
+            self.original = self.orig_next
         self._set_latent(z)
 
     # -- internals -------------------------------------------------------------------------
+    def _feature_points(self, xy) -> torch.Tensor:
+        points = self.geometry.image_to_feature(torch.tensor(xy, dtype=torch.float32))
+        return torch.round(points) if self.settings.round_points else points
+
     def _set_latent(self, z: torch.Tensor) -> None:
         schedule, dev = self.model.schedule, self.device
-        z_orig = self.trajectory.at(self.k).to(dev)
+        if self.settings.original_path == "inversion":
+            self.original = self.trajectory.at(self.k).to(dev)
+        z_orig = self.original
         with torch.no_grad():
             out0, self.orig_feats = self.model.forward(z_orig, schedule.timestep(self.k), self.cond,
                                                        self.settings.features, self.geometry.feature_hw)
+            self.orig_next = schedule.step(out0, self.k, z_orig)  # one DDIM step of the original
         if self.settings.mask_reference == "trajectory":
             self.z_prev_ref = self.trajectory.at(self.k - 1).to(dev)
         else:
-            self.z_prev_ref = schedule.step(out0, self.k, z_orig)
+            self.z_prev_ref = self.orig_next
         self.latent = torch.nn.Parameter(z.detach().clone().to(dev, torch.float32))
         self.opt = torch.optim.Adam([self.latent], lr=self.settings.learning_rate)
         self.tracker.begin(self)
@@ -205,9 +229,10 @@ def _optimise(model, trajectory, cond, geometry, points, mask, settings, tracker
         # ComfyUI hands over inference tensors, which autograd may not save: work on copies
         trajectory, cond = Trajectory(trajectory.latents.clone()), cond.detached()
         mask = None if mask is None else mask.clone()
-        regions = None if regions is None else geometry.labels_to_feature(regions).to(model.device)
+        regions = None if regions is None else regions.clone()
         session = DragSession(model, trajectory, cond, geometry, points, mask, settings, tracker, supervision,
                               callback, schedule.total(), regions)
         schedule.run(session)
+        original = session.original.detach().clone() if settings.original_path == "denoised" else None
         return DragResult(session.latent.detach().clone(), session.k, session.history[-1],
-                          session.history, session.steps, [list(t) for t in points.targets], geometry)
+                          session.history, session.steps, [list(t) for t in points.targets], geometry, original)

@@ -72,7 +72,8 @@ def sample_stage(model: DiffusionModel, trajectory: Trajectory, result: DragResu
     With config.guidance (AdaptiveDrag's CLoss) the edited branch is guided toward the input."""
     guidance = getattr(config, "guidance", None)
     bound = guidance.bind(model, cond, trajectory, result) if guidance is not None else None
-    return sample(model, trajectory, result.latent, result.step_index, cond, config.reference, callback, bound)
+    return sample(model, trajectory, result.latent, result.step_index, cond, config.reference, callback, bound,
+                  getattr(result, "original", None))
 
 
 def run_edit(model: DiffusionModel, image: torch.Tensor, points: DragPoints, cond: Conditioning,

@@ -44,10 +44,11 @@ class EditConfig:
 
 
 def dragdiffusion() -> EditConfig:
-    """DragDiffusion (Shi et al. 2024): strength 0.7, r1 = 1, r2 = 3, Adam 0.01, 80 steps, lambda 0.1."""
+    """DragDiffusion (Shi et al. 2024): its code's UI defaults (drag_ui.py, utils/ui_utils.py::run_drag):
+    strength 0.7, r1 = 1, r2 = 3, Adam 0.01, 80 steps, lambda 0.1, points rounded to feature pixels."""
     return EditConfig(
         inversion_strength=0.7,
-        drag=DragSettings(learning_rate=0.01, mask_weight=0.1),
+        drag=DragSettings(learning_rate=0.01, mask_weight=0.1, round_points=True),
         tracker=NearestNeighbourTracker(radius=3),
         supervision=PointDragSupervision(radius=1),
         schedule=SingleTimestep(max_steps=80),
@@ -55,27 +56,25 @@ def dragdiffusion() -> EditConfig:
 
 
 def freedrag() -> EditConfig:
-    """FreeDrag (Ling et al. 2024): adaptive template + line search with backtracking, no tracking.
-
-    l = 1, d = 5 feature pixels, mask gamma = 10 with a mean mask term, up to 300 steps (Sec. 5.1,
-    method-notes); template patch radius 3 (Sec. 5.1; the authors' code uses 4). Everything else
-    "following DragDiffusion" (Sec. 5.1): strength 0.7, Adam 0.01, the same LoRA.
-    """
+    """FreeDrag (Ling et al. 2024): adaptive template + line search with backtracking, no tracking, as
+    its code (FreeDrag--diffusion--version: drag_ui.py, utils/freedrag_utils.py::freedrag_update):
+    l = 1, d = 5, lambda = 10 on a mean mask term, at most 300 updates, a 9x9 patch template (r = 4;
+    the paper: the aggregate of a 7x7 patch), one joint drag of every handle, an uncapped template
+    update, a LoRA of 200 steps at 2e-4."""
     return EditConfig(
         inversion_strength=0.7,
+        lora=LoraSettings(steps=200, learning_rate=2e-4),
         drag=DragSettings(learning_rate=0.01, mask_weight=10.0, mask_reduction="mean"),
-        tracker=LineSearchTracker(max_step=5.0, steps_per_target=5),
-        supervision=AdaptiveTemplateSupervision(radius=3, target_distance=1.0),
+        tracker=LineSearchTracker(max_step=5.0, steps_per_target=5, drags="joint", rollback="remaining"),
+        supervision=AdaptiveTemplateSupervision(radius=4, target_distance=1.0, max_update=1.0, template="patch"),
         schedule=SingleTimestep(max_steps=300),
     )
 
 
 def stabledrag() -> EditConfig:
-    """StableDrag (Cui et al. 2024): discriminative tracking + confident motion supervision.
-
-    lambda = 0.3, tau = 0.4, Adam 0.01 (Sec. 4.1); 60 steps (the setting of Tables 1-2); everything
-    else DragDiffusion's defaults, as the paper says it follows them (r1 = 1, r2 = 3, lambda 0.1).
-    """
+    """StableDrag (Cui et al. 2024): discriminative tracking + confident motion supervision. No code
+    is public: lambda = 0.3, tau = 0.4, Adam 0.01 (Sec. 4.1); 60 steps (the setting of Tables 1-2);
+    everything else DragDiffusion's (code defaults), which the paper says it follows."""
     return EditConfig(
         inversion_strength=0.7,
         drag=DragSettings(learning_rate=0.01, mask_weight=0.1),
@@ -86,20 +85,21 @@ def stabledrag() -> EditConfig:
 
 
 def gooddrag() -> EditConfig:
-    """GoodDrag (Zhang et al. 2024): alternating drag and denoising + information-preserving supervision.
-
-    Strength 0.75 (T = 38), r1 = 4, r2 = 12, beta = 4, lambda 0.2, Adam 0.02, K = 70 (drag_rounds),
-    B = 10 (rounds_per_denoise), J = 3 (supervision_steps) (Sec. 4.1); mask reference the original
-    trajectory's z_{t-1} (eq. 8); features up_blocks[2] as the authors' code (the paper says the
-    last layer); LoRA on to_q/k/v (method-notes).
-    """
+    """GoodDrag (Zhang et al. 2024): alternating drag and denoising + information-preserving supervision,
+    as its code runs them (gooddrag_ui.py, pipeline.py::GoodDragger): strength 0.75, r1 = 4, r2 = 12,
+    beta = 4, lambda 0.2, Adam 0.02, 7 timesteps of 10 trackings of 3 updates, the motion term scaled
+    by (2 r1)^2, tracking on the features of the last update's loss, a re-track after each denoising
+    step, a stop after 10 trackings without change, the original's features and mask reference from
+    DDIM denoising of z_T, and the timestep the drag stops at denoised before reference attention."""
     return EditConfig(
         inversion_strength=0.75,
-        lora=LoraSettings(targets=("to_q", "to_k", "to_v")),
-        drag=DragSettings(learning_rate=0.02, mask_weight=0.2, mask_reference="trajectory"),
+        lora=LoraSettings(steps=70),
+        drag=DragSettings(learning_rate=0.02, mask_weight=0.2, mask_reference="step", original_path="denoised"),
         tracker=NearestNeighbourTracker(radius=12),
-        supervision=PointDragSupervision(radius=4, step=4.0, reference="original"),
-        schedule=AlternatingDragDenoise(rounds_per_denoise=10, supervision_steps=3, drag_rounds=70),
+        supervision=PointDragSupervision(radius=4, step=4.0, reference="original", weight="2r_squared"),
+        schedule=AlternatingDragDenoise(rounds_per_denoise=10, supervision_steps=3, drag_rounds=70,
+                                        track_features="before_update", retrack=True, patience=10,
+                                        denoise_on_stop=True),
     )
 
 
@@ -107,18 +107,20 @@ def adaptivedrag() -> EditConfig:
     """AdaptiveDrag (Chen et al. 2024): auto-mask from superpixels, semantic-region supervision and
     tracking, position-supervised backtracking, CLoss during sampling.
 
-    Strength 0.8 as the authors' code (the paper's text says the 35th of 50 steps, 0.7); up to 300
-    updates (paper); LoRA rank 16, AdamW 5e-4, 80 steps, batch 4 (paper, as DragDiffusion). The
-    paper gives no learning rate or lambda for the drag: DragDiffusion's (0.01, 0.1), on which it
-    builds. n = 80, the superpixel features, radii and CLoss numbers are ours (see their modules).
-    The auto_mask settings also make the superpixels of the semantic regions.
+    As its code (drag_ui.py, utils/drag_utils_nocontrol_sam_area_dmask_noiseloss.py): strength 0.8,
+    Adam 0.01, lambda 0.1, the regions and radii of the superpixel under the handle. Where the code
+    does not do what the paper describes, the paper's design is kept: its adaptive step count never
+    takes effect (the code runs a fixed n_pix_step = 160 updates), so the schedule is the paper's
+    position-supervised backtracking (n = 160, the count the code's rule divides by, at most 300
+    updates); its CLoss does nothing, so CLoss is designed from the paper (see guidance.py). The
+    auto-mask works on the UNet's own features (the code: SAM 2, whose weights are not available).
     """
     return EditConfig(
         inversion_strength=0.8,
         drag=DragSettings(learning_rate=0.01, mask_weight=0.1),
-        tracker=SemanticRegionTracker(),
-        supervision=SemanticRegionSupervision(),
-        schedule=PositionSupervisedBacktracking(n=80, max_steps=300),
+        tracker=SemanticRegionTracker(region="under_handle", radii="spacing"),
+        supervision=SemanticRegionSupervision(region="under_handle", radii="spacing", stop_distance=1.0),
+        schedule=PositionSupervisedBacktracking(n=160, max_steps=300),
         auto_mask=AutoMaskSettings(),
         guidance=CorrespondenceGuidance(),
     )
@@ -133,99 +135,178 @@ PRESETS = {
 }
 
 # Where each preset value comes from: {preset: {setting path (or prefix): source}}. The longest
-# matching prefix wins; a value no entry covers is the engine's default (see describe()).
-_DD = "DragDiffusion Sec. 4.1"
-_NOTES = "method-notes"
-_SHARED = {
-    "lora": f"{_DD} (rank 16, AdamW 5e-4, batch 4, 80 steps); to_out.0 as the authors' code ({_NOTES})",
-    "drag.features": f"decoder up_blocks[2] at half the image size ({_NOTES})",
-    "drag.reach_distance": f"reached at distance < 2 feature pixels ({_NOTES})",
-    "drag.mask_reduction": "sum over the latent (eq. 3)",
-    "drag.mask_reference": "one DDIM step of the original z_t",
-    "reference": f"mutual self-attention in the last two decoder levels, blocks 10..15 ({_NOTES})",
+# matching prefix wins; a value no entry covers is the engine's default (see describe()). A source
+# starts with "code:" (the authors' public code, file::function, which produced the published numbers;
+# its repository is named in the docstring of each preset), "paper:" (the paper's section) or "ours:"
+# (neither gives it: what was chosen and why). Where paper and code disagree, the preset is the code
+# and the paper's reading is the setting named beside it.
+_DDC = "code: DragDiffusion"  # Yujun-Shi/DragDiffusion
+_ONE_STEP = "unused: the drag stays at one timestep"
+_ATTENTION = ("MutualSelfAttentionControl(start_step=0, start_layer=10): the self-attention of transformer blocks "
+              "10..15 of SD 1.5's 16, the last two decoder levels")
+_LORA = {
+    "lora.alpha": "code: LoRA layers without network_alpha (scale 1)",
+    "lora.seed": "ours: the seed of the crops and noise (reproducible)",
 }
+
+
+def _drag_family(code: str, ui: str, update: str) -> dict:
+    """What DragDiffusion and the codes built on it share: the run_drag preparation and the update loop."""
+    return {
+        **_LORA,
+        "drag.mask_reference": f"{code}: {update} (x_prev_0: one DDIM step of the inverted z_t)",
+        "drag.reach_distance": f"{code}: check_handle_reach_target (every handle < 2.0 feature pixels)",
+        "drag.features": f"{code}: {ui}::run_drag (unet_feature_idx [3]: up_blocks[2], resized to half the image)",
+        "drag.round_points": f"{code}: {ui}::run_drag (torch.round(point / image size * sup_res))",
+        "drag.original_path": _ONE_STEP,
+        "reference": f"{code}: {ui}::run_drag ({_ATTENTION})",
+    }
+
+
 SOURCES = {
     "DragDiffusion": {
-        **_SHARED,
-        "inversion_strength": f"{_DD}: the 35th of 50 DDIM steps",
-        "drag.learning_rate": _DD, "drag.mask_weight": _DD,
-        "tracker": f"{_DD}: nearest neighbour (eq. 5), r2 = 3",
-        "supervision": f"{_DD}: point drag (eq. 3), r1 = 1",
-        "schedule": f"{_DD}: 80 steps at one timestep",
+        **_drag_family(_DDC, "utils/ui_utils.py", "utils/drag_utils.py::drag_diffusion_update"),
+        "inversion_strength": f"{_DDC}: drag_ui.py, inversion strength 0.7 (paper: Sec. 4.1, the 35th of 50 DDIM steps)",
+        "lora": f"{_DDC}: drag_ui.py (80 steps, lr 5e-4, batch 4, rank 16); utils/lora_utils.py::train_lora "
+                "(to_q, to_k, to_v, to_out.0)",
+        "drag.learning_rate": f"{_DDC}: drag_ui.py latent_lr 0.01 (paper: Sec. 4.1)",
+        "drag.mask_weight": f"{_DDC}: drag_ui.py lam 0.1 (paper: Sec. 4.1)",
+        "drag.mask_reduction": f"{_DDC}: utils/drag_utils.py::drag_diffusion_update (sum over the latent)",
+        "tracker": f"{_DDC}: utils/drag_utils.py::point_tracking (nearest neighbour, paper eq. 5); "
+                   "run_drag r_p = 3",
+        "supervision": f"{_DDC}: utils/drag_utils.py::drag_diffusion_update (paper eq. 3); run_drag r_m = 1",
+        "supervision.step": f"{_DDC}: drag_diffusion_update (di: a unit step toward the target)",
+        "supervision.reference": f"{_DDC}: drag_diffusion_update (f0_patch: the current features, detached)",
+        "supervision.weight": f"{_DDC}: drag_diffusion_update (((2*r_m+1)**2) * l1_loss: the patch's sum)",
+        "schedule": f"{_DDC}: drag_ui.py n_pix_step 80, at one timestep (paper: Sec. 4.1)",
     },
     "FreeDrag": {
-        **_SHARED,
-        "lora": "FreeDrag Sec. 5.1: rank-16 LoRA following DragDiffusion (its defaults)",
-        "inversion_strength": "FreeDrag Sec. 5.1 follows DragDiffusion (0.7)",
-        "drag.learning_rate": "FreeDrag Sec. 5.1 follows DragDiffusion (Adam 0.01)",
-        "drag.mask_weight": "FreeDrag Sec. 5.1: gamma = 10",
-        "drag.mask_reduction": f"mean over the latent (the authors' code, {_NOTES})",
-        "tracker": "FreeDrag Sec. 4.2-4.3: line search with backtracking, d = 5 (diffusion), 5 steps per target",
-        "tracker.candidates": "FreeDrag eq. 8: candidates at 0.1 d .. d",
-        "supervision": "FreeDrag Sec. 4.1: adaptive template, l = 1 (diffusion)",
-        "supervision.radius": "FreeDrag Sec. 5.1: r = 3 (the authors' code uses 4)",
-        "supervision.max_update": "ours: the paper caps lambda without a value; 0.5 is its 'well-optimised' case",
-        "schedule": "FreeDrag Sec. 5.1: at most 300 steps",
+        **_drag_family("code: FreeDrag", "utils/ui_utils.py", "utils/freedrag_utils.py::freedrag_update"),
+        "inversion_strength": "code: FreeDrag drag_ui.py, inversion strength 0.7 (paper: Sec. 5.1 follows DragDiffusion)",
+        "lora": "code: FreeDrag drag_ui.py (200 steps, lr 2e-4, batch 4, rank 16); utils/lora_utils.py "
+                "(LoRAAttnProcessor: to_q, to_k, to_v, to_out)",
+        "drag.learning_rate": "code: FreeDrag drag_ui.py latent lr 0.01 (paper: Sec. 5.1 follows DragDiffusion)",
+        "drag.mask_weight": "code: FreeDrag drag_ui.py lam 10 (paper: Sec. 5.1, gamma = 10)",
+        "drag.mask_reduction": "code: FreeDrag utils/freedrag_utils.py::freedrag_update (mean over the latent)",
+        "drag.reach_distance": "code: FreeDrag utils/freedrag_utils.py::update_signs (threshold_d = 2; paper: Sec. 4.3)",
+        "tracker": "code: FreeDrag utils/freedrag_utils.py::get_each_point (line search with backtracking; paper: "
+                   "Sec. 4.2, eq. 7-9)",
+        "tracker.max_step": "code: FreeDrag drag_ui.py d_max 5 (paper: Sec. 5.1)",
+        "tracker.steps_per_target": "code: FreeDrag freedrag_update (5 updates per drag; paper: Sec. 4.3)",
+        "tracker.candidates": "code: FreeDrag get_each_point (interval_number 10; paper: eq. 8, 0.1 d .. d)",
+        "tracker.drags": "code: FreeDrag freedrag_update (one drag for every point, ended when all losses are below "
+                         "0.5 l; the paper's Sec. 4.3 read per point: 'per_handle')",
+        "tracker.rollback": "code: FreeDrag get_each_point (back by min(d, remaining distance); 'start' stops at "
+                            "the start point, the paper says neither)",
+        "supervision": "code: FreeDrag freedrag_update (feature dragging toward the template; paper: eq. 2-6)",
+        "supervision.radius": "code: FreeDrag freedrag_update win_r = 4 (paper: Sec. 5.1, r = 3)",
+        "supervision.target_distance": "code: FreeDrag drag_ui.py l_expected 1 (paper: Sec. 5.1)",
+        "supervision.max_update": "code: FreeDrag get_xishu (no cap; the paper's Sec. 4.1 caps lambda without a value)",
+        "supervision.template": "code: FreeDrag get_features_plus (the patch's features, compared pixel by pixel; "
+                                "the paper's eq. 1 aggregates the patch: 'aggregate')",
+        "schedule": "code: FreeDrag drag_ui.py max_step 300 (paper: Sec. 5.1)",
     },
     "StableDrag": {
-        **_SHARED,
-        "lora": "StableDrag Sec. 4.3: the same LoRA as DragDiffusion",
-        "inversion_strength": "StableDrag Sec. 4.1 follows DragDiffusion (0.7)",
-        "drag.learning_rate": "StableDrag Sec. 4.1: Adam 0.01",
-        "drag.mask_weight": "StableDrag Sec. 4.1 follows DragDiffusion (0.1)",
-        "tracker": "StableDrag Sec. 3.3: discriminative tracking, r2 = 3 (DragDiffusion's)",
-        "tracker.weight": "StableDrag Sec. 4.1: lambda = 0.3",
+        **_drag_family("code: DragDiffusion (StableDrag has no public code and follows it)", "utils/ui_utils.py",
+                       "utils/drag_utils.py::drag_diffusion_update"),
+        "inversion_strength": "paper: StableDrag Sec. 4.1 follows DragDiffusion (0.7)",
+        "lora": "paper: StableDrag Sec. 4.3, the same LoRA as DragDiffusion (its code's defaults)",
+        "lora.alpha": _LORA["lora.alpha"] + " (DragDiffusion's)",
+        "drag.learning_rate": "paper: StableDrag Sec. 4.1, Adam 0.01",
+        "drag.mask_weight": "paper: StableDrag Sec. 4.1 follows DragDiffusion (0.1)",
+        "drag.mask_reduction": "paper: StableDrag follows DragDiffusion (its code sums over the latent)",
+        "tracker": "paper: StableDrag Sec. 3.3, discriminative tracking; r2 = 3 (DragDiffusion's)",
+        "tracker.weight": "paper: StableDrag Sec. 4.1, lambda = 0.3",
         "tracker.label_sigma": "ours: the paper gives no width for the Gaussian label",
         "tracker.ridge": "ours: the filter is fitted in closed form (the paper: ~1000 iterations)",
-        "supervision": "StableDrag Sec. 3.4: confident motion supervision, r1 = 1 (DragDiffusion's)",
-        "supervision.threshold": "StableDrag Sec. 4.1: tau = 0.4",
-        "schedule": "StableDrag Tables 1-2: 60 steps at one timestep",
+        "supervision": "paper: StableDrag Sec. 3.4, confident motion supervision; r1 = 1 (DragDiffusion's)",
+        "supervision.step": "paper: StableDrag follows DragDiffusion (unit steps)",
+        "supervision.threshold": "paper: StableDrag Sec. 4.1, tau = 0.4",
+        "schedule": "paper: StableDrag Tables 1-2, 60 steps at one timestep",
     },
     "GoodDrag": {
-        **_SHARED,
-        "lora": f"GoodDrag Sec. 4.1: rank 16; the rest DragDiffusion's; to_q/k/v only ({_NOTES})",
-        "inversion_strength": "GoodDrag Sec. 4.1: 0.75 (T = 38 of 50)",
-        "drag.learning_rate": "GoodDrag Sec. 4.1: Adam 0.02",
-        "drag.mask_weight": "GoodDrag Sec. 4.1: lambda = 0.2",
-        "drag.mask_reference": "GoodDrag eq. 8: the original trajectory's z_{t-1}",
-        "drag.features": f"up_blocks[2] as the authors' code ({_NOTES}); the paper says the last layer",
-        "tracker": "GoodDrag Sec. 4.1: nearest neighbour, r2 = 12",
-        "supervision": "GoodDrag Sec. 3.4 (eq. 8): information-preserving, r1 = 4, beta = 4",
-        "schedule": "GoodDrag Sec. 3.3 / Alg. 1: AlDD, alternating drag and denoise",
-        "schedule.drag_rounds": "GoodDrag Sec. 4.1 / Alg. 1: K = 70 drag operations",
-        "schedule.rounds_per_denoise": "GoodDrag Sec. 4.1 / Alg. 1: B = 10 drag operations per denoising step",
-        "schedule.supervision_steps": "GoodDrag Sec. 4.1 / Alg. 1: J = 3 motion-supervision steps per drag operation",
-        "reference": "GoodDrag Sec. 4.1: Latent-MasaCtrl from the 10th layer, after the drag phase",
+        **_LORA,
+        "inversion_strength": "code: GoodDrag gooddrag_ui.py, inversion strength 0.75 (paper: Sec. 4.1, T = 38 of 50)",
+        "lora": "code: GoodDrag gooddrag_ui.py (70 steps, lr 5e-4, batch 4, rank 16); utils/lora_utils.py "
+                "(LoRAAttnProcessor2_0: to_q, to_k, to_v, to_out)",
+        "drag.learning_rate": "code: GoodDrag gooddrag_ui.py latent lr 0.02 (paper: Sec. 4.1)",
+        "drag.mask_weight": "code: GoodDrag gooddrag_ui.py lambda 0.2 (paper: Sec. 4.1; bench_gooddrag.py: 0.1)",
+        "drag.mask_reduction": "code: GoodDrag pipeline.py::cal_motion_supervision_loss (sum over the latent)",
+        "drag.mask_reference": "code: GoodDrag pipeline.py::get_original_features (one scheduler.step of the "
+                               "original; the paper's eq. 8 reads the inverted trajectory's z_{t-1}: 'trajectory')",
+        "drag.original_path": "code: GoodDrag pipeline.py::get_original_features (the original's latents and "
+                              "features after a denoise: DDIM denoising of z_T; 'inversion': the inverted trajectory)",
+        "drag.reach_distance": "code: GoodDrag utils/drag_utils.py::check_handle_reach_target (< 2.0)",
+        "drag.features": "code: GoodDrag pipeline.py::GoodDragger (feature_idx 3: up_blocks[2], half the image; "
+                         "the paper says the last layer)",
+        "drag.round_points": "code: GoodDrag pipeline.py::get_handle_target_points (torch.round)",
+        "tracker": "code: GoodDrag utils/drag_utils.py::point_tracking; gooddrag_ui.py r2 = 12 (paper: Sec. 4.1)",
+        "supervision": "code: GoodDrag pipeline.py::cal_motion_supervision_loss (information-preserving, paper "
+                       "eq. 8); gooddrag_ui.py r1 = 4",
+        "supervision.step": "code: GoodDrag gooddrag_ui.py drag distance d = 4 (paper: beta = 4)",
+        "supervision.reference": "code: GoodDrag cal_motion_supervision_loss (the original's features at the "
+                                 "original points)",
+        "supervision.weight": "code: GoodDrag cal_motion_supervision_loss (((2*r_1)**2) * l1_loss; 'patch_sum' is "
+                              "DragDiffusion's (2*r1+1)**2)",
+        "schedule": "code: GoodDrag pipeline.py::GoodDragger.good_drag, gooddrag_step (AlDD; paper: Sec. 3.3, Alg. 1)",
+        "schedule.rounds_per_denoise": "code: GoodDrag gooddrag_ui.py, 10 point trackings per step (paper: B = 10)",
+        "schedule.supervision_steps": "code: GoodDrag gooddrag_ui.py max_drag_per_track 3 (paper: J = 3)",
+        "schedule.drag_rounds": "code: GoodDrag gooddrag_ui.py, end time step 7 x 10 trackings (paper: K = 70)",
+        "schedule.track_features": "code: GoodDrag gooddrag_step (tracks right after optimizer.step() on the features "
+                                   "computed before it; Alg. 1 line 11 tracks the updated latent: 'after_update')",
+        "schedule.retrack": "code: GoodDrag gooddrag_step (first_drag: a tracking on the denoised latent before the "
+                            "first update of each timestep; not in Alg. 1)",
+        "schedule.patience": "code: GoodDrag gooddrag_ui.py max_track_no_change 10 (bench_gooddrag.py: 5; not in "
+                             "the paper: 0)",
+        "schedule.denoise_on_stop": "code: GoodDrag good_drag (the timestep where the drag stops is denoised without "
+                                    "reference attention, which starts at the next one)",
+        "reference": "code: GoodDrag pipeline.py::set_latent_masactrl (start_layer 10: blocks 10..15, from the step "
+                     "after the drag; paper: Sec. 4.1)",
     },
     "AdaptiveDrag": {
-        **_SHARED,
-        "lora": "AdaptiveDrag Sec. 4.1: rank 16, AdamW 5e-4, batch 4, 80 steps (as DragDiffusion)",
-        "inversion_strength": f"the authors' code ({_NOTES}); the paper's Sec. 4.1 says the 35th of 50 steps (0.7)",
-        "drag.learning_rate": "not in the paper: DragDiffusion's Adam 0.01 (the method builds on it)",
-        "drag.mask_weight": "not in the paper: DragDiffusion's lambda 0.1 (the method builds on it)",
-        "tracker": "AdaptiveDrag Sec. 3.4.2: the search window is the handle's superpixel; r2 = clip(r_eq, 3, 12) "
-                   "is ours (DragDiffusion's and GoodDrag's r2 as bounds)",
-        "supervision": "AdaptiveDrag Sec. 3.4.2: the patch is the handle's superpixel on the target's side; "
-                       "r1 = clip(r_eq / 2, 1, 4) is ours (DragDiffusion's and GoodDrag's r1 as bounds)",
-        "schedule": "AdaptiveDrag Sec. 3.4.1: position-supervised backtracking",
-        "schedule.max_steps": "AdaptiveDrag Sec. 4.1: at most 300 optimisation steps",
-        "schedule.n": "ours: the paper's user-defined n has no value; DragDiffusion's 80, the fixed count it replaces",
+        **_drag_family("code: AdaptiveDrag", "utils/ui_utils_nocontrol_sam_area_dmask_noiseloss.py",
+                       "utils/drag_utils_nocontrol_sam_area_dmask_noiseloss.py::drag_diffusion_update"),
+        "inversion_strength": "code: AdaptiveDrag drag_ui.py, inversion strength 0.8 (the paper's Sec. 4.1: the "
+                              "35th of 50 steps, 0.7)",
+        "lora": "code: AdaptiveDrag drag_ui.py (80 steps, lr 5e-4, batch 4, rank 16); utils/lora_utils.py "
+                "(to_q, to_k, to_v, to_out.0)",
+        "drag.learning_rate": "code: AdaptiveDrag drag_ui.py latent lr 0.01 (not in the paper)",
+        "drag.mask_weight": "code: AdaptiveDrag drag_ui.py lam 0.1 (not in the paper)",
+        "drag.mask_reduction": "code: AdaptiveDrag drag_diffusion_update (sum over the latent)",
+        "tracker": "code: AdaptiveDrag point_tracking (nearest neighbour in the handle's region; paper: Sec. 3.4.2)",
+        "tracker.region": "code: AdaptiveDrag extract_super_mask (the superpixel under the handle on the target's "
+                          "side; 'travelling' is ours: the start's superpixel, carried along)",
+        "tracker.radii": "code: AdaptiveDrag point_tracking, r2 = 2 s // 5 of the superpixel spacing s "
+                         "(pos_super_seg.py::cal_super_seg_dis, whose transposed lookup is not reproduced; "
+                         "'area' is ours)",
+        "supervision": "code: AdaptiveDrag drag_diffusion_update (motion supervision in the handle's region; "
+                       "paper: Sec. 3.4.2)",
+        "supervision.region": "code: AdaptiveDrag extract_super_mask (as the tracker's)",
+        "supervision.radii": "code: AdaptiveDrag drag_diffusion_update, r1 = s // 7 of the superpixel spacing s",
+        "supervision.stop_distance": "code: AdaptiveDrag drag_diffusion_update (a point within 1 of its target "
+                                     "leaves the loss; the drag stops at 2)",
+        "schedule": "paper: AdaptiveDrag Sec. 3.4.1, position-supervised backtracking (the code's adaptive count "
+                    "never takes effect: its loop runs a fixed n_pix_step)",
+        "schedule.n": "code: AdaptiveDrag drag_ui.py n_pix_step 160, the count its adaptive rule divides by (the "
+                      "paper's user-defined n)",
+        "schedule.max_steps": "paper: AdaptiveDrag Sec. 4.1, at most 300 optimisation steps (the code's unused cap: 500)",
         "schedule.max_retries": "ours: undo-and-retry at most 3 times in a row (the paper bounds only the total)",
         "schedule.retry_lr_factor": "ours: a retried update takes half the step (an unchanged retry would repeat)",
-        "auto_mask": "AdaptiveDrag Sec. 3.3: SLIC superpixels under the handles and along the drag, on the UNet's "
-                     "own decoder features (the paper: SAM 2 features; no SAM weights here)",
-        "auto_mask.n_segments": "AdaptiveDrag Sec. 3.3: about 200 superpixels",
-        "auto_mask.timestep": "DIFT (Tang et al. 2023): SD's features are most semantic near t = 261",
-        "auto_mask.ensemble": "DIFT: features averaged over noise draws",
+        "auto_mask": "paper: AdaptiveDrag Sec. 3.3, SLIC superpixels under the handles and along the drag, on the "
+                     "UNet's own decoder features (the paper and the code: SAM 2; no SAM weights here)",
+        "auto_mask.n_segments": "code: AdaptiveDrag run_drag num_seg = 200 (paper: Sec. 3.3, about 200)",
+        "auto_mask.compactness": "ours: SLIC's space-vs-distance trade-off for the PCA-reduced features (the code: "
+                                 "10 on an RGB image)",
+        "auto_mask.timestep": "ours: DIFT (Tang et al. 2023), SD's features are most semantic near t = 261",
+        "auto_mask.ensemble": "ours: DIFT, features averaged over noise draws",
         "auto_mask.dilation": "ours: two latent pixels (the mask is downsampled to the latent; the VAE blurs edges)",
         "auto_mask.colour_weight": "ours: some CIELAB colour beside the features (0 = features only, as the paper)",
-        "auto_mask.compactness": "ours: SLIC's space-vs-distance trade-off for the PCA-reduced features",
         "auto_mask.blocks": "ours: the two up blocks before the last (SD 1.5: the 32x32 and 64x64 levels)",
         "auto_mask.channels": "ours: principal components of the features kept for SLIC",
         "auto_mask.smooth": "ours: close gaps between kept superpixels and fill holes",
         "auto_mask.seed": "ours: the noise of the feature pass (reproducible masks)",
-        "guidance": "AdaptiveDrag Sec. 3.5, eq. 4: CLoss, symmetric cross-entropy of patch cosine similarity; "
-                    "tokens, step and schedule are ours (the authors' code for it does not work)",
+        "guidance": "paper: AdaptiveDrag Sec. 3.5, eq. 4, CLoss (symmetric cross-entropy of patch cosine "
+                    "similarity); the rest is ours, since the code's CLoss does nothing",
         "guidance.radius": "ours: a 5x5 latent patch (40x40 pixels on SD)",
         "guidance.temperature": "ours: CLIP's learnt temperature is ~0.01-0.07; 0.1 keeps the loss smooth",
         "guidance.step_size": "ours: the largest change of the predicted x0 per guided step, latent units",

@@ -50,9 +50,11 @@ class ReferenceControl:
 
 def sample(model: DiffusionModel, trajectory: Trajectory, edited: torch.Tensor, step_index: int,
            cond: Conditioning, control: ReferenceControl | None = ReferenceControl(),
-           callback: Callback | None = None, guidance=None) -> tuple[torch.Tensor, torch.Tensor]:
+           callback: Callback | None = None, guidance=None,
+           original: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Denoise [original z_k, edited z_k] from step index k to 0; returns (original, edited) latents.
-    In the layers ``control`` picks, both attend with the original's keys and values.
+    In the layers ``control`` picks, both attend with the original's keys and values. The original
+    z_k is the trajectory's unless ``original`` gives it (a drag that denoised its own original).
 
     guidance, if given, is called each step as guidance(k, z, model_out) and returns z (e.g. with
     the edited item moved by a gradient step, :mod:`.guidance`); the DDIM step then uses that z.
@@ -60,13 +62,14 @@ def sample(model: DiffusionModel, trajectory: Trajectory, edited: torch.Tensor, 
     reference = control.indices(model.network) if control is not None else ()
     stage = Stage("sample", batch=2, reference=reference, grad=guidance is not None)
     return model.run(stage, cond, edited.shape[-2:],
-                     lambda: _sample(model, trajectory, edited, step_index, cond, callback, guidance))
+                     lambda: _sample(model, trajectory, edited, step_index, cond, callback, guidance, original))
 
 
 @torch.no_grad()
-def _sample(model, trajectory, edited, step_index, cond, callback, guidance):
+def _sample(model, trajectory, edited, step_index, cond, callback, guidance, original):
     schedule, dev = model.schedule, model.device
-    z = torch.cat([trajectory.at(step_index).to(dev), edited.to(dev, torch.float32)])
+    start = trajectory.at(step_index) if original is None else original
+    z = torch.cat([start.to(dev, torch.float32), edited.to(dev, torch.float32)])
     for i, k in enumerate(range(step_index, 0, -1), 1):
         out, _ = model.forward(z, schedule.timestep(k), cond)
         if guidance is not None:

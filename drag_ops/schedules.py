@@ -8,7 +8,7 @@ import copy
 import torch
 
 from . import rules
-from .rules import Number
+from .rules import Choice, Flag, Number
 
 MAX_STEPS = 10_000  # of any drag budget: a shared workflow cannot ask for days of updates
 
@@ -44,23 +44,43 @@ class AlternatingDragDenoise:
     denoising step takes the latent (and the original's features, the references) to the next
     timestep. K = 70, B = 10 give 7 denoising steps, so the drag ends at step T - K/B.
 
-    Passes: the forward that tracks a drag operation's result also serves the next operation's
-    first step; where a denoising step follows, that forward runs without gradients and its noise
-    prediction is the denoising step's (same latent, same timestep). So K*J forwards with
-    gradients and K/B without, for Alg. 1's K*J + K + K/B.
+    What GoodDrag's code (pipeline.py::GoodDragger.gooddrag_step, good_drag) does beyond Alg. 1 is
+    four settings:
+    - ``track_features``: "before_update" tracks on the features the J-th update's loss used (the code
+      tracks right after optimizer.step() with the features computed before it, one update stale);
+      "after_update" on a forward of the updated latent (Alg. 1 line 11: z_t^{k+1}).
+    - ``retrack``: track once more at the start of every timestep, on the denoised latent, before
+      its first update (the code's first_drag tracking).
+    - ``patience``: stop after this many trackings in a row that moved no handle (the code's
+      max_track_no_change: 10 in its UI, 5 in bench_gooddrag.py); 0 never.
+    - ``denoise_on_stop``: when the drag stops (targets reached, or patience), the timestep it
+      stopped at is still denoised here, without reference attention, and sampling (with it) starts
+      one step lower (the code); False hands the latent to the sampler at the timestep reached.
+    Stops are checked before each drag operation (the code checks before every update; handles only
+    move at trackings), and with ``denoise_on_stop`` False also right after a timestep's last one.
 
-    Like the other schedules (not Alg. 1) it stops once every handle is within reach; the
-    remaining denoising is then the sampler's.
+    Passes: the forward after a drag operation's J-th update serves the next operation's first
+    update; where a denoising step follows, it runs without gradients and its noise prediction is
+    the denoising step's (same latent, same timestep). So K*J forwards with gradients and K/B
+    without, for Alg. 1's K*J + K + K/B (plus one per timestep to re-track, if set).
     """
 
     name = "alternating"
     RULES = {"rounds_per_denoise": Number(1, 1000, whole=True),  # B
              "supervision_steps": Number(1, 100, whole=True),  # J
-             "drag_rounds": Number(1, MAX_STEPS, whole=True)}  # K
+             "drag_rounds": Number(1, MAX_STEPS, whole=True),  # K
+             "track_features": Choice(("before_update", "after_update")),
+             "retrack": Flag(),
+             "patience": Number(0, MAX_STEPS, whole=True),
+             "denoise_on_stop": Flag()}
 
-    def __init__(self, rounds_per_denoise: int = 10, supervision_steps: int = 3, drag_rounds: int = 70):
+    def __init__(self, rounds_per_denoise: int = 10, supervision_steps: int = 3, drag_rounds: int = 70,
+                 track_features: str = "after_update", retrack: bool = False, patience: int = 0,
+                 denoise_on_stop: bool = False):
         self.rounds_per_denoise, self.supervision_steps, self.drag_rounds = \
             rounds_per_denoise, supervision_steps, drag_rounds
+        self.track_features, self.retrack, self.patience, self.denoise_on_stop = \
+            track_features, retrack, patience, denoise_on_stop
         rules.check(self)
 
     def total(self) -> int:
@@ -69,24 +89,51 @@ class AlternatingDragDenoise:
     def denoise_steps(self) -> int:
         return self.drag_rounds // self.rounds_per_denoise  # K / B
 
-    def run(self, s) -> None:
-        out, feats = s.forward()
-        for rnd in range(self.drag_rounds):  # K
-            for j in range(self.supervision_steps):  # J; Alg. 1 lines 7-9
-                if j:
-                    out, feats = s.forward()
-                s.update(out, feats)
-            denoise = (rnd + 1) % self.rounds_per_denoise == 0  # every B-th; line 12
-            last = rnd + 1 == self.drag_rounds
-            with torch.no_grad() if denoise or last else contextlib.nullcontext():
+    def _stalled(self) -> bool:
+        return bool(self.patience) and self.unchanged >= self.patience
+
+    def _stop(self, s) -> bool:
+        return s.reached() or self._stalled()
+
+    def _round(self, s, out, feats, before_denoise: bool):
+        """One drag operation: J updates, then tracking. Returns the updated latent's (out, feats)."""
+        for j in range(self.supervision_steps):  # Alg. 1 lines 7-9
+            if j:
                 out, feats = s.forward()
-            s.track(feats)  # line 11, on z_t^{k+1} at t
-            if s.reached():
+            s.update(out, feats)
+        used = feats  # the features the last update's loss was computed from
+        with torch.no_grad() if before_denoise else contextlib.nullcontext():
+            out, feats = s.forward()
+        before = s.handles.clone()
+        s.track(used if self.track_features == "before_update" else feats)  # line 11
+        self.unchanged = self.unchanged + 1 if torch.equal(before, s.handles) else 0
+        return out, feats
+
+    def run(self, s) -> None:
+        self.unchanged = 0  # trackings in a row that moved no handle
+        B, K = self.rounds_per_denoise, self.drag_rounds
+        rounds = 0
+        out, feats = s.forward()
+        while True:  # one timestep per pass; (out, feats) are always the current latent's
+            if self._stalled():  # GoodDrag's code: no drag at this timestep, sampling takes over
                 return
-            if denoise:
-                s.denoise(out)  # line 13
-                if not last:
-                    out, feats = s.forward()
+            if self.retrack:
+                s.track(feats)
+            in_step = 0
+            while in_step < B and rounds < K:
+                if self._stop(s):
+                    if self.denoise_on_stop:
+                        s.denoise(out)
+                    return
+                in_step += 1
+                rounds += 1
+                out, feats = self._round(s, out, feats, before_denoise=in_step == B or rounds == K)
+            if not self.denoise_on_stop and self._stop(s):
+                return
+            s.denoise(out)  # line 13
+            if rounds >= K:
+                return
+            out, feats = s.forward()
 
 
 class PositionSupervisedBacktracking:

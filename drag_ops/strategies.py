@@ -28,7 +28,8 @@ TRACKERS = {
 
 SUPERVISIONS = {
     "point": PointDragSupervision,  # DragDiffusion
-    "information_preserving": lambda: PointDragSupervision(reference="original"),  # GoodDrag
+    # GoodDrag, with its code's (2*r1)^2 scale
+    "information_preserving": lambda: PointDragSupervision(reference="original", weight="2r_squared"),
     "adaptive_template": AdaptiveTemplateSupervision,  # FreeDrag (needs line_search)
     "confident": ConfidentSupervision,  # StableDrag (needs a tracker with a confidence)
     "semantic_region": SemanticRegionSupervision,  # AdaptiveDrag

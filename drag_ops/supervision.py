@@ -25,17 +25,31 @@ class PointDragSupervision:
     With ``reference="original"`` it is GoodDrag's information-preserving supervision (Sec. 4.2):
     the detached patch is always the ORIGINAL features around the ORIGINAL handle, so errors
     cannot accumulate as the handle drifts; GoodDrag also takes steps of length ``step`` (beta).
+
+    ``weight``: what the mean |difference| over the patch (pixels and channels) is multiplied by:
+    "patch_sum" its (2*r1+1)^2 pixels, so the term is the sum over the patch of eq. 3 (DragDiffusion's
+    code: ((2*r_m+1)**2) * l1_loss); "2r_squared" (2*r1)^2, GoodDrag's code
+    (pipeline.py::cal_motion_supervision_loss: ((2*r_1)**2) * l1_loss, 64 for r1 = 4 where the patch
+    has 81 pixels).
     """
 
     name = "point"
     RULES = {"radius": Number(0, MAX_RADIUS, whole=True),  # r1, feature pixels
              "step": Number(0, MAX_RADIUS, above=True, optional=True),  # GoodDrag's beta; None: unit steps
-             "reference": Choice(("current", "original"))}
+             "reference": Choice(("current", "original")),
+             "weight": Choice(("patch_sum", "2r_squared"))}
 
-    def __init__(self, radius: int = 1, step: float | None = None, reference: str = "current"):
-        self.radius, self.step, self.reference = radius, step, reference
+    def __init__(self, radius: int = 1, step: float | None = None, reference: str = "current",
+                 weight: str = "patch_sum"):
+        self.radius, self.step, self.reference, self.weight = radius, step, reference, weight
         rules.check(self)
         self.name = "point" if reference == "current" else "information_preserving"
+
+    def patch_scale(self) -> float:
+        """Multiplies the per-handle sum over the patch of the channel mean (see ``weight``)."""
+        if self.weight == "2r_squared":
+            return (2 * self.radius) ** 2 / (2 * self.radius + 1) ** 2
+        return 1.0
 
     def begin(self, s) -> None:
         self.offsets = square_offsets(self.radius)
@@ -50,5 +64,5 @@ class PointDragSupervision:
         patch = s.handles[:, None] + self.offsets  # [N, P, 2]
         moved = sample_at(feats, patch + d[:, None])
         ref = self.reference_patch(s, feats, patch)
-        per_point = (moved - ref).abs().mean(-1).sum(-1)  # [N]
+        per_point = (moved - ref).abs().mean(-1).sum(-1) * self.patch_scale()  # [N]
         return (per_point * s.active).sum()

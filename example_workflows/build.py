@@ -1,10 +1,11 @@
 """Writes the example workflows in this folder (ComfyUI's UI format) and their thumbnails. Run by
 hand after changing a node's inputs, a workflow or a card below, and commit what it writes:
 
-    python example_workflows/build.py
+    COMFYUI_PATH=/path/to/ComfyUI python example_workflows/build.py
 
 Widget values are given by input name and put in the frontend's widget order from the nodes'
-own INPUT_TYPES (the pack's, and tests/fixtures/stock_nodes.json for ComfyUI's); whatever is not
+own definitions (the pack's V3 schemas, read through ComfyUI's comfy_api, hence COMFYUI_PATH, and
+tests/fixtures/stock_nodes.json for ComfyUI's); whatever is not
 given keeps the node's default, so each preset runs with its paper's settings.
 tests/test_workflows.py checks the result.
 
@@ -18,6 +19,7 @@ method, a picture of its idea and the one-line description.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 import uuid
@@ -28,6 +30,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 sys.path.insert(0, str(HERE))
+if os.environ.get("COMFYUI_PATH") and os.environ["COMFYUI_PATH"] not in sys.path:
+    sys.path.append(os.environ["COMFYUI_PATH"])  # comfy_api, for the pack's node schemas
 import pack_loader  # noqa: E402
 
 pack_loader.load()

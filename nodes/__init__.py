@@ -1,14 +1,6 @@
-"""The pack's nodes: every module in this folder that defines NODE_CLASS_MAPPINGS is collected."""
+"""The pack's nodes, on ComfyUI's V3 API (comfy_api.latest).
 
-import importlib
-import pkgutil
-
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
-
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _info.name.startswith("_"):
-        continue
-    _module = importlib.import_module(f".{_info.name}", __name__)
-    NODE_CLASS_MAPPINGS.update(getattr(_module, "NODE_CLASS_MAPPINGS", {}))
-    NODE_DISPLAY_NAME_MAPPINGS.update(getattr(_module, "NODE_DISPLAY_NAME_MAPPINGS", {}))
+Modules that import comfy_api (the node modules, types.py, extension.py) are imported only through
+the package's comfy_entrypoint(), so the package and the ComfyUI-free modules here (bridge,
+runtime, values, method, painted_mask, auto_mask_engine, comfy_network) import without ComfyUI.
+"""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
@@ -68,6 +69,11 @@ def mask_from_comfy(mask, image_hw: tuple[int, int], input: str = "mask") -> tor
     return m.float().clone()
 
 
+def latent_to_comfy(model_patcher, z: torch.Tensor) -> dict:
+    """An engine latent (what the UNet sees) as a ComfyUI LATENT (the VAE's scale)."""
+    return {"samples": model_patcher.get_model_object("latent_format").process_out(z.detach().float().cpu())}
+
+
 def draw_points(img: Image.Image, handles, targets, scale: float = 1.0) -> Image.Image:
     """Numbered handle (red) -> target (blue) arrows, coordinates in image pixels times scale."""
     img = img.convert("RGB")
@@ -80,6 +86,26 @@ def draw_points(img: Image.Image, handles, targets, scale: float = 1.0) -> Image
         d.ellipse([tx - r, ty - r, tx + r, ty + r], fill=TARGET_RGB)
         d.text((hx + r, hy + r), str(i), fill=(255, 255, 255))
     return img
+
+
+def trajectory_image(image: torch.Tensor, history: list, targets, mask: torch.Tensor | None) -> torch.Tensor:
+    """The input with each handle's tracked path, its start and target: IMAGE [1, H, W, 3]."""
+    arr = ((image[0].permute(1, 2, 0).float().cpu() + 1) * 127.5).clamp(0, 255).byte().numpy()
+    if mask is not None:  # dim what may not change
+        keep = mask.cpu().numpy()[..., None] > 0.5
+        arr = np.where(keep, arr, (arr * 0.55).astype(np.uint8))
+    img = Image.fromarray(arr)
+    h, w = arr.shape[:2]
+    zoom = max(1, 512 // max(h, w))
+    img = img.resize((w * zoom, h * zoom), Image.NEAREST)
+    draw = ImageDraw.Draw(img)
+    for i in range(len(targets)):
+        path = [(p[i][0] * zoom, p[i][1] * zoom) for p in history]
+        if len(path) > 1:
+            draw.line(path, fill=(255, 220, 0), width=max(1, zoom))
+    img = draw_points(img, history[0], targets, zoom)
+    out = torch.from_numpy(np.array(img.resize((w, h), Image.LANCZOS) if zoom > 1 else img)).float() / 255
+    return out[None]
 
 
 class Progress:

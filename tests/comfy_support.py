@@ -139,6 +139,12 @@ class ComfyUI:
         import nodes
         return nodes
 
+    @property
+    def pack_nodes(self) -> dict:
+        """{node id: class} of the pack's V3 nodes, as its comfy_entrypoint() lists them to ComfyUI."""
+        extension = asyncio.run(self.pack.comfy_entrypoint())
+        return {cls.GET_SCHEMA().node_id: cls for cls in asyncio.run(extension.get_node_list())}
+
     def pack_module(self, name: str):
         """A module of the pack as ComfyUI imported it, e.g. pack_module("drag_ops.errors").
         (Its classes differ from the comfyui_drag copy the other tests import.)"""
@@ -270,6 +276,31 @@ class ComfyUI:
         import torch
         with torch.inference_mode():  # as ComfyUI's executor runs every node
             return self.nodes.CheckpointLoaderSimple().load_checkpoint(CHECKPOINT)[:3]
+
+
+# -- calling a node directly ---------------------------------------------------------------------
+
+def run_node(node, *args, hidden: dict | None = None, **inputs):
+    """Run a V3 node as ComfyUI's executor does (execution._async_map_node_over_list): the class
+    checked, a locked clone of it carrying the hidden inputs (by io.Hidden name, e.g.
+    {"unique_id": "7"}), its FUNCTION called with the inputs by name, under inference mode.
+    Positional args are named in the schema's input order. Returns the NodeOutput: index or unpack
+    it like the node's outputs; .ui holds its UI output."""
+    import torch
+    from comfy_api.internal import make_locked_method_func
+    from comfy_api.latest import io
+
+    names = [i.id for i in node.define_schema().inputs]
+    if len(args) > len(names):
+        raise TypeError(f"{node.__name__} has {len(names)} inputs, {len(args)} were given")
+    clash = set(names[:len(args)]) & set(inputs)
+    if clash:
+        raise TypeError(f"{node.__name__}: {sorted(clash)} given by position and by name")
+    node.VALIDATE_CLASS()
+    clone = node.PREPARE_CLASS_CLONE({io.Hidden[k]: v for k, v in (hidden or {}).items()})
+    execute = make_locked_method_func(node, node.FUNCTION, clone)
+    with torch.inference_mode():
+        return execute(**dict(zip(names, args)), **inputs)
 
 
 # -- generated files -----------------------------------------------------------------------------

@@ -45,13 +45,13 @@ def test_supervision_patch_stays_in_the_handles_superpixel_on_the_target_side():
     torch.manual_seed(0)
     regions = l_shaped_regions()
     s = RegionSession(regions, (9.0, 10.0), (9.0, 22.0), torch.randn(1, 8, 24, 24))  # drag down
-    sup = SemanticRegionSupervision()
+    sup = SemanticRegionSupervision(region="travelling", radii="area")
     sup.begin(s)
     patch = (s.starts[0] + sup.offsets[0]).round().long()
     assert len(patch) > 4
     assert bool((regions[patch[:, 1], patch[:, 0]] == 1).all())  # inside the superpixel
     assert bool((sup.offsets[0][:, 1] >= 0).all())  # on the target's side
-    assert float(sup.offsets[0].norm(dim=-1).max()) <= sup.radii[0]
+    assert float(sup.offsets[0].norm(dim=-1).max()) <= sup.radii_used[0][0]
     loss = sup.loss(s, torch.randn(1, 8, 24, 24, requires_grad=True))
     assert loss.requires_grad and float(loss.detach()) > 0
 
@@ -78,11 +78,74 @@ def test_region_tracker_ignores_a_lookalike_outside_the_superpixel():
     square = NearestNeighbourTracker(radius=3)
     square.begin(nn)
     square.track(nn, moved)
-    tracker = SemanticRegionTracker()
+    tracker = SemanticRegionTracker(region="travelling", radii="area")
     tracker.begin(ours)
     tracker.track(ours, moved)
     assert nn.handles.tolist() == [[6.0, 10.0]]  # fooled
     assert ours.handles.tolist() == [[9.0, 12.0]]
+
+
+class StripeSession:
+    """A 64x64 image cut into vertical superpixel stripes 16 px wide (labels 0..3), features 32x32: the
+    image-resolution labels the code's regions and radii read."""
+
+    def __init__(self, start, target, feats):
+        from types import SimpleNamespace
+        self.labels = (torch.arange(64) // 16).expand(64, 64).clone()
+        self.regions = self.labels[::2, ::2].clone()
+        self.geometry = SimpleNamespace(feature_hw=(32, 32))
+        self.starts, self.targets = torch.tensor([start]), torch.tensor([target])
+        self.handles = self.starts.clone()
+        self.orig_feats = feats
+        self.active = torch.ones(1)
+
+
+def test_code_regions_follow_the_superpixel_under_the_handle_toward_the_target_with_spacing_radii():
+    """extract_super_mask: the superpixel under the handle (stripe 1: feature x 8..15) on the target's
+    side; radii from the 16 px centroid spacing: r1 = 16 // 7 = 2, r2 = 32 // 5 = 6."""
+    torch.manual_seed(0)
+    s = StripeSession((10.0, 16.0), (30.0, 16.0), torch.randn(1, 8, 32, 32))
+    sup = SemanticRegionSupervision()  # the preset's: region "under_handle", radii "spacing", stop at 1
+    sup.begin(s)
+    assert sup.radii_used == [(2, 6)]
+    region = sup.sp.region(s.handles[0], s.targets[0], 2)
+    ys, xs = torch.nonzero(region, as_tuple=True)
+    assert xs.min() == 10 and xs.max() == 15 and len(xs) == 6 * 32  # the stripe, from the handle on
+    # the loss: the 5x5 square's pixels in the region (x 10..12, y 14..18), mean over channels
+    feats = torch.randn(1, 8, 32, 32, requires_grad=True)
+    loss = sup.loss(s, feats)
+    moved = feats[0, :, 14:19, 11:13 + 1]  # a unit step right: x + 1 on whole pixels
+    expected = (moved - feats[0, :, 14:19, 10:13].detach()).abs().mean(0).sum()
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    loss.backward()
+    assert feats.grad[0, :, :, :10].abs().sum() == 0 and feats.grad[0, :, :, 14:].abs().sum() == 0
+    # a small superpixel part falls back to the half-disc of radius r
+    s = StripeSession((15.0, 16.0), (30.0, 16.0), torch.randn(1, 8, 32, 32))
+    sup = SemanticRegionSupervision(AutoMaskSettings(n_segments=2))  # a quarter superpixel: 128 pixels
+    sup.begin(s)
+    region = sup.sp.region(s.handles[0], s.targets[0], 3)
+    ys, xs = torch.nonzero(region, as_tuple=True)
+    assert xs.min() == 15 and xs.max() == 18 and ((xs - 15) ** 2 + (ys - 16) ** 2 <= 9).all()
+
+
+def test_code_region_tracker_ignores_lookalikes_behind_the_handle_and_outside_its_superpixel():
+    torch.manual_seed(0)
+    orig = torch.randn(1, 8, 32, 32)
+    f = orig[0, :, 16, 10].clone()
+    moved = torch.randn(1, 8, 32, 32)
+    moved[0, :, 16, 8] = f  # exact copies: behind the handle (away from the target) ...
+    moved[0, :, 16, 16] = f  # ... and one pixel into the next superpixel
+    moved[0, :, 17, 13] = f + 0.05 * torch.randn(8)  # the content, moved along, inside
+    s = StripeSession((10.0, 16.0), (30.0, 16.0), orig)
+    tracker = SemanticRegionTracker()
+    tracker.begin(s)
+    tracker.track(s, moved)
+    assert s.handles.tolist() == [[13.0, 17.0]]
+    square = NearestNeighbourTracker(radius=6)
+    s = StripeSession((10.0, 16.0), (30.0, 16.0), orig)
+    square.begin(s)
+    square.track(s, moved)
+    assert s.handles.tolist() == [[8.0, 16.0]]  # a square window takes the first exact copy
 
 
 class ScriptedSession:
@@ -220,7 +283,8 @@ def test_semantic_strategies_find_their_superpixels_when_none_are_given(monkeypa
     result = drag(model, traj, cond, points, (32, 32), tracker=tracker, supervision=sup,
                   schedule=PositionSupervisedBacktracking(n=10, max_steps=6))
     assert result.steps == 6 and result.targets == [[20.0, 12.0]] and result.geometry.feature_hw == (16, 16)
-    assert len(sup.offsets[0]) > 1 and len(tracker.offsets[0]) >= len(sup.offsets[0])
+    # the labels were made at the image's resolution, and both strategies read their radii from them
+    assert sup.sp.labels.shape == (32, 32) and tracker.sp is sup.sp and sup.radii_used == tracker.radii_used
 
     # through the pipeline's drag stage (the drag node's path) they come from the preset's settings
     asked = []

@@ -16,7 +16,7 @@ from comfyui_drag.drag_ops.automask import (AutoMaskSettings, auto_mask, kept_la
                                             path_pixels, superpixels)
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.points import parse_points
-from comfyui_drag.nodes.auto_mask import DragAutoMask, compute_auto_mask
+from comfyui_drag.nodes.auto_mask_engine import compute_auto_mask
 from tiny_models import blob_image
 
 SIZE, CENTRE, RADIUS = 64, (22, 30), 11
@@ -119,12 +119,13 @@ def test_node_function_returns_a_comfy_mask_and_preview(model, cond):
         compute_auto_mask(model, img, parse_points([[22, 30], [80, 30]]), None, None, settings)
 
 
-def test_node_schema_has_tooltips_and_the_documented_inputs():
-    types = DragAutoMask.INPUT_TYPES()
-    inputs = {**types["required"], **types["optional"]}
+@requires_comfyui
+def test_node_schema_has_tooltips_and_the_documented_inputs(comfyui):  # noqa: F811
+    schema = comfyui.pack_nodes["DragAutoMask"].define_schema()
+    inputs = {i.id: i for i in schema.inputs}
     assert {"model", "vae", "image", "points", "n_segments", "use_colour", "dilation", "mask"} <= set(inputs)
-    assert all(spec[1].get("tooltip") for spec in inputs.values())
-    assert DragAutoMask.RETURN_TYPES == ("MASK", "IMAGE") and DragAutoMask.CATEGORY == "drag editing"
+    assert all(i.tooltip for i in inputs.values())
+    assert [o.io_type for o in schema.outputs] == ["MASK", "IMAGE"] and schema.category == "drag editing"
 
 
 @requires_comfyui

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from comfy_support import IMAGE, bridge, comfyui, make_comfy_model, requires_comfyui, tiny_sd15  # noqa: F401
+from comfy_support import (IMAGE, bridge, comfyui, make_comfy_model, requires_comfyui, run_node,  # noqa: F401
+                           tiny_sd15)
 from comfyui_drag.drag_ops import presets
 from comfyui_drag.drag_ops.overrides import rule_of, settings_of
 from comfyui_drag.drag_ops.rules import Part
@@ -36,12 +37,12 @@ def pack(comfyui):
     return SimpleNamespace(
         error=mod("drag_ops.errors").DragInputError,
         points=mod("drag_ops.points"),
-        lora=mod("nodes.identity_lora").DragIdentityLoRA(),
-        invert=mod("nodes.invert").DragDDIMInversion(),
-        optimize=mod("nodes.drag_optimize").DragLatentOptimizer(),
-        sample=mod("nodes.reference_sample").DragReferenceSampler(),
-        edit=mod("nodes.drag_edit").DragEdit(),
-        auto_mask=mod("nodes.auto_mask").DragAutoMask(),
+        lora=mod("nodes.identity_lora").DragIdentityLoRA,
+        invert=mod("nodes.invert").DragDDIMInversion,
+        optimize=mod("nodes.drag_optimize").DragLatentOptimizer,
+        sample=mod("nodes.reference_sample").DragReferenceSampler,
+        edit=mod("nodes.drag_edit").DragEdit,
+        auto_mask=mod("nodes.auto_mask").DragAutoMask,
     )
 
 
@@ -65,9 +66,9 @@ def env(comfyui, tiny_sd15, pack):
     mask = torch.zeros(1, S, S)
     mask[:, 8:56, 8:56] = 1
     points = pack.points.parse_points([[20, 24], [30, 26]])
-    lora_model, _ = call(pack.lora.train, model, vae, image, cond, 2, 1, 1e-3, 1, 0)
-    inversion, _ = call(pack.invert.invert, lora_model, vae, image, cond, 0.8, NUM_STEPS)
-    drag = call(pack.optimize.optimize, lora_model, inversion, cond, points, "DragDiffusion", "preset", "preset",
+    lora_model, _ = call(pack.lora, model, vae, image, cond, 2, 1, 1e-3, 1, 0)
+    inversion, _ = call(pack.invert, lora_model, vae, image, cond, 0.8, NUM_STEPS)
+    drag = call(pack.optimize, lora_model, inversion, cond, points, "DragDiffusion", "preset", "preset",
                 "preset", mask, json.dumps({**FIT, "schedule.max_steps": 1}))[0]
     no_decoder_attention = make_comfy_model("SD15", TINY_NO_DECODER_ATTENTION, device="meta")
     return SimpleNamespace(model=model, vae=vae, cond=cond, image=image, mask=mask, points=points,
@@ -90,11 +91,11 @@ def optimize_args(env, preset="DragDiffusion", overrides=None, **inputs) -> dict
 
 
 def edit(pack, env, *args, **kwargs):
-    return lambda: pack.edit.edit(**edit_args(env, *args, **kwargs))
+    return lambda: run_node(pack.edit, **edit_args(env, *args, **kwargs))
 
 
 def optimize(pack, env, *args, **kwargs):
-    return lambda: pack.optimize.optimize(**optimize_args(env, *args, **kwargs))
+    return lambda: run_node(pack.optimize, **optimize_args(env, *args, **kwargs))
 
 
 WIDE_CONDITIONING = [[torch.zeros(1, 77, 1024), {}]]
@@ -142,25 +143,25 @@ CASES = [
     ("optimizer: an inversion too shallow", lambda p, e: optimize(p, e, overrides={**FIT, "inversion_strength": 0.9}),
      "Drag Latent Optimizer", "inversion", "needs 9 inversion steps but only 8 were done"),
     ("sampler: a start block the MODEL lacks",
-     lambda p, e: lambda: p.sample.sample(e.lora_model, e.inversion, e.drag, e.cond, True, 40),
+     lambda p, e: lambda: run_node(p.sample, e.lora_model, e.inversion, e.drag, e.cond, True, 40),
      "Drag Reference Sampler", "start_block", "start block 40 does not exist"),
     ("sampler: conditioning of another width",
-     lambda p, e: lambda: p.sample.sample(e.lora_model, e.inversion, e.drag, WIDE_CONDITIONING, True, -1),
+     lambda p, e: lambda: run_node(p.sample, e.lora_model, e.inversion, e.drag, WIDE_CONDITIONING, True, -1),
      "Drag Reference Sampler", "conditioning", "width 1024 does not fit"),
-    ("LoRA: rank 0", lambda p, e: lambda: p.lora.train(e.model, e.vae, e.image, e.cond, 0, 2, 1e-3, 1, 0),
+    ("LoRA: rank 0", lambda p, e: lambda: run_node(p.lora, e.model, e.vae, e.image, e.cond, 0, 2, 1e-3, 1, 0),
      "Drag Identity LoRA", "rank", "rank must be"),
     ("LoRA: conditioning of another width",
-     lambda p, e: lambda: p.lora.train(e.model, e.vae, e.image, WIDE_CONDITIONING, 2, 2, 1e-3, 1, 0),
+     lambda p, e: lambda: run_node(p.lora, e.model, e.vae, e.image, WIDE_CONDITIONING, 2, 2, 1e-3, 1, 0),
      "Drag Identity LoRA", "conditioning", "width 1024 does not fit"),
-    ("inversion: strength 0", lambda p, e: lambda: p.invert.invert(e.model, e.vae, e.image, e.cond, 0.0, NUM_STEPS),
+    ("inversion: strength 0", lambda p, e: lambda: run_node(p.invert, e.model, e.vae, e.image, e.cond, 0.0, NUM_STEPS),
      "Drag DDIM Inversion", "max_strength", "must be"),
-    ("inversion: 0 steps", lambda p, e: lambda: p.invert.invert(e.model, e.vae, e.image, e.cond, 0.8, 0),
+    ("inversion: 0 steps", lambda p, e: lambda: run_node(p.invert, e.model, e.vae, e.image, e.cond, 0.8, 0),
      "Drag DDIM Inversion", "num_steps", "num_steps"),
     ("auto mask: 0 segments",
-     lambda p, e: lambda: p.auto_mask.make_mask(e.model, e.vae, e.image, e.points, 0, True, -1),
+     lambda p, e: lambda: run_node(p.auto_mask, e.model, e.vae, e.image, e.points, 0, True, -1),
      "Drag Auto Mask", "n_segments", "n_segments must be"),
     ("auto mask: conditioning of another width",
-     lambda p, e: lambda: p.auto_mask.make_mask(e.model, e.vae, e.image, e.points, 8, True, -1, None,
+     lambda p, e: lambda: run_node(p.auto_mask, e.model, e.vae, e.image, e.points, 8, True, -1, None,
                                                 WIDE_CONDITIONING),
      "Drag Auto Mask", "conditioning", "width 1024 does not fit"),
 ]
@@ -205,12 +206,12 @@ def test_every_setting_out_of_range_or_of_the_wrong_type_is_named_before_any_sta
     with comfyui.watch_progress() as progress:
         for preset, path, value in cases:
             text = json.dumps({path: value}) if value == value else '{"%s": NaN}' % path
-            nodes = [("Drag Edit", pack.edit.edit, edit_args(env, preset))]
+            nodes = [("Drag Edit", pack.edit, edit_args(env, preset))]
             if not path.startswith("lora."):  # the optimizer refuses those whatever the value: it trains no LoRA
-                nodes.append(("Drag Latent Optimizer", pack.optimize.optimize, optimize_args(env, preset)))
-            for node, method, args in nodes:
+                nodes.append(("Drag Latent Optimizer", pack.optimize, optimize_args(env, preset)))
+            for node, node_class, args in nodes:
                 with pytest.raises(pack.error) as caught:
-                    call(method, **{**args, "overrides": text})
+                    call(node_class, **{**args, "overrides": text})
                 message = str(caught.value)
                 assert message.startswith(f"{node} / input 'overrides': ") and path in message, \
                     (preset, path, value, message)

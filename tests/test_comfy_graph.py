@@ -13,7 +13,7 @@ pytestmark = requires_comfyui
 
 
 def need(comfyui, *names):
-    missing = [n for n in names if n not in comfyui.pack.NODE_CLASS_MAPPINGS]
+    missing = [n for n in names if n not in comfyui.pack_nodes]
     if missing:
         pytest.skip(f"the pack has no {', '.join(missing)} node yet")
 

@@ -25,12 +25,21 @@ def graph(steps=2):
     }
 
 
-def test_pack_is_loaded_as_a_custom_node(comfyui):
+PACK_NODES = {"DragPointPicker", "DragIdentityLoRA", "DragDDIMInversion", "DragLatentOptimizer",
+              "DragReferenceSampler", "DragEdit", "DragAutoMask"}
+
+
+def test_pack_is_loaded_as_a_custom_node_through_its_v3_entrypoint(comfyui):
     import nodes
+    from comfy_api.latest import io
     assert comfyui.version
     assert "comfyui_drag" in nodes.LOADED_MODULE_DIRS
-    for name, cls in comfyui.pack.NODE_CLASS_MAPPINGS.items():
-        assert nodes.NODE_CLASS_MAPPINGS[name] is cls
+    # ComfyUI reads NODE_CLASS_MAPPINGS instead of comfy_entrypoint when a pack has both
+    assert not hasattr(comfyui.pack, "NODE_CLASS_MAPPINGS") and not hasattr(comfyui.pack, "NODE_DISPLAY_NAME_MAPPINGS")
+    assert set(comfyui.pack_nodes) == PACK_NODES
+    for name, cls in comfyui.pack_nodes.items():
+        assert issubclass(cls, io.ComfyNode)
+        assert nodes.NODE_CLASS_MAPPINGS[name] is cls and cls.RELATIVE_PYTHON_MODULE == "custom_nodes.comfyui_drag"
 
 
 def test_stock_graph_runs_and_reports_progress(comfyui):

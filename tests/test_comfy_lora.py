@@ -7,7 +7,8 @@ Skipped unless COMFYUI_PATH points at a ComfyUI checkout (see comfy_support.py).
 import pytest
 import torch
 
-from comfy_support import CHECKPOINT, bridge, comfyui, patched_weights, requires_comfyui, tiny_sd15  # noqa: F401
+from comfy_support import (CHECKPOINT, bridge, comfyui, patched_weights, requires_comfyui, run_node,  # noqa: F401
+                           tiny_sd15)
 
 pytestmark = requires_comfyui
 
@@ -193,13 +194,12 @@ def test_the_optimizer_reports_the_identity_lora_its_model_carries(comfyui):
 
     model, clip, vae = run.outputs["1"]
     inversion = run.outputs["5"][0]
-    optimizer = comfyui.pack_module("nodes.drag_optimize").DragLatentOptimizer()
+    optimizer = comfyui.pack_module("nodes.drag_optimize").DragLatentOptimizer
     points = run.outputs["6"][0]
 
     def settings_with(m):
-        with torch.inference_mode():
-            return optimizer.optimize(m, inversion, run.outputs["2"][0], points, "GoodDrag", "preset", "preset",
-                                      "preset", None, graph["7"]["inputs"]["overrides"])[4]
+        return run_node(optimizer, m, inversion, run.outputs["2"][0], points, "GoodDrag", "preset", "preset",
+                        "preset", None, graph["7"]["inputs"]["overrides"])[4]
     assert "identity LoRA: none on this MODEL" in settings_with(model)
     with torch.inference_mode():
         loaded = comfyui.nodes.LoraLoaderModelOnly().load_lora_model_only(model, saved, 1.0)[0]

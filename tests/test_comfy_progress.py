@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from comfy_support import IMAGE, comfyui, requires_comfyui, tiny_sd15  # noqa: F401
+from comfy_support import IMAGE, comfyui, requires_comfyui, run_node, tiny_sd15  # noqa: F401
 from comfyui_drag.drag_ops import presets
 from test_comfy_reliability import call
 
@@ -39,11 +39,11 @@ def env(comfyui, tiny_sd15):
     with torch.inference_mode():
         cond = comfyui.nodes.CLIPTextEncode().encode(clip, "a yellow disc")[0]
         image = comfyui.nodes.LoadImage().load_image(IMAGE)[0]
-    nodes = SimpleNamespace(lora=mod("nodes.identity_lora").DragIdentityLoRA(),
-                            invert=mod("nodes.invert").DragDDIMInversion(),
-                            optimize=mod("nodes.drag_optimize").DragLatentOptimizer(),
-                            sample=mod("nodes.reference_sample").DragReferenceSampler(),
-                            edit=mod("nodes.drag_edit").DragEdit())
+    nodes = SimpleNamespace(lora=mod("nodes.identity_lora").DragIdentityLoRA,
+                            invert=mod("nodes.invert").DragDDIMInversion,
+                            optimize=mod("nodes.drag_optimize").DragLatentOptimizer,
+                            sample=mod("nodes.reference_sample").DragReferenceSampler,
+                            edit=mod("nodes.drag_edit").DragEdit)
     parse = mod("drag_ops.points").parse_points
     return SimpleNamespace(model=model, vae=vae, cond=cond, image=image, nodes=nodes,
                            points={"near": parse(NEAR), "far": parse(FAR)})
@@ -68,8 +68,8 @@ def test_drag_edit_progress_reaches_its_total(comfyui, env, preset):
     overrides = json.dumps({**FIT, **ONE_BOX, **SHORT[preset]})
     jumps = {}
     for which, points in env.points.items():
-        progress, _ = recorded(comfyui, lambda: env.nodes.edit.edit(
-            env.model, env.vae, env.image, env.cond, points, preset, True, 0, overrides=overrides))
+        progress, _ = recorded(comfyui, lambda: run_node(
+            env.nodes.edit, env.model, env.vae, env.image, env.cond, points, preset, True, 0, overrides=overrides))
         assert_reaches_its_total(progress, f"Drag Edit {preset}, {which} points")
         values = [v for v, _ in progress]
         jumps[which] = max(b - a for a, b in zip(values, values[1:]))
@@ -78,20 +78,20 @@ def test_drag_edit_progress_reaches_its_total(comfyui, env, preset):
 
 def test_optimizer_progress_reaches_its_total_in_every_preset_and_the_other_nodes_too(comfyui, env):
     n = env.nodes
-    progress, (lora_model, _) = recorded(comfyui, lambda: n.lora.train(env.model, env.vae, env.image, env.cond,
-                                                                        2, 3, 1e-3, 1, 0))
+    progress, (lora_model, _) = recorded(comfyui, lambda: run_node(n.lora, env.model, env.vae, env.image, env.cond,
+                                                                   2, 3, 1e-3, 1, 0))
     assert_reaches_its_total(progress, "Drag Identity LoRA")
-    progress, (inversion, _) = recorded(comfyui, lambda: n.invert.invert(lora_model, env.vae, env.image, env.cond,
-                                                                          0.8, 10))
+    progress, (inversion, _) = recorded(comfyui, lambda: run_node(n.invert, lora_model, env.vae, env.image,
+                                                                  env.cond, 0.8, 10))
     assert_reaches_its_total(progress, "Drag DDIM Inversion")
     for preset in presets.PRESETS:
         for which, points in env.points.items():
-            progress, out = recorded(comfyui, lambda: n.optimize.optimize(
-                lora_model, inversion, env.cond, points, preset, "preset", "preset", "preset", None,
+            progress, out = recorded(comfyui, lambda: run_node(
+                n.optimize, lora_model, inversion, env.cond, points, preset, "preset", "preset", "preset", None,
                 json.dumps({**FIT, **SHORT[preset]})))
             assert_reaches_its_total(progress, f"Drag Latent Optimizer {preset}, {which} points")
             if preset == "GoodDrag" and which == "far":
                 assert out[0].result.step_index < inversion.trajectory.steps  # it denoised on the way
-                progress, _ = recorded(comfyui, lambda: n.sample.sample(lora_model, inversion, out[0], env.cond,
-                                                                        True, -1))
+                progress, _ = recorded(comfyui, lambda: run_node(n.sample, lora_model, inversion, out[0],
+                                                                 env.cond, True, -1))
                 assert_reaches_its_total(progress, "Drag Reference Sampler after GoodDrag")

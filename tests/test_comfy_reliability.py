@@ -3,8 +3,9 @@ changes what it is given (also after an error or a cancel), cancel stops within 
 nothing installed on any model, LoRA files land only in
 models/loras under sanitised, never-overwritten names, and the same graph gives the same bits.
 
-The nodes are called the way ComfyUI's executor calls them (under inference mode) on the tiny
-random SD1.5 checkpoint. Skipped unless COMFYUI_PATH is set (see comfy_support.py).
+The nodes are called the way ComfyUI's executor calls them (comfy_support.run_node: inputs by
+name, under inference mode) on the tiny random SD1.5 checkpoint. Skipped unless COMFYUI_PATH is
+set (see comfy_support.py).
 """
 
 import json
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from comfy_support import (IMAGE, IMAGE_SIZE, assert_model_clean, bridge, comfyui, make_comfy_model,  # noqa: F401
-                           patched_weights, requires_comfyui, tiny_sd15)
+                           patched_weights, requires_comfyui, run_node, tiny_sd15)
 
 pytestmark = requires_comfyui
 
@@ -36,13 +37,13 @@ def pack(comfyui):
     return SimpleNamespace(
         error=mod("drag_ops.errors").DragInputError,
         points=mod("drag_ops.points"),
-        lora=mod("nodes.identity_lora").DragIdentityLoRA(),
-        invert=mod("nodes.invert").DragDDIMInversion(),
-        picker=mod("nodes.point_picker").DragPointPicker(),
-        optimize=mod("nodes.drag_optimize").DragLatentOptimizer(),
-        sample=mod("nodes.reference_sample").DragReferenceSampler(),
-        edit=mod("nodes.drag_edit").DragEdit(),
-        auto_mask=mod("nodes.auto_mask").DragAutoMask(),
+        lora=mod("nodes.identity_lora").DragIdentityLoRA,
+        invert=mod("nodes.invert").DragDDIMInversion,
+        picker=mod("nodes.point_picker").DragPointPicker,
+        optimize=mod("nodes.drag_optimize").DragLatentOptimizer,
+        sample=mod("nodes.reference_sample").DragReferenceSampler,
+        edit=mod("nodes.drag_edit").DragEdit,
+        auto_mask=mod("nodes.auto_mask").DragAutoMask,
     )
 
 
@@ -57,10 +58,13 @@ def env(comfyui, tiny_sd15):
     return SimpleNamespace(model=model, vae=vae, cond=cond, image=image, mask=mask)
 
 
-def call(method, *args, **kwargs):
-    """A node function as the executor runs it."""
+def call(node, *args, **kwargs):
+    """A node as the executor runs it (its inputs in schema order or by name), or a function of
+    such runs (under inference mode too)."""
+    if isinstance(node, type):
+        return run_node(node, *args, **kwargs)
     with torch.inference_mode():
-        return method(*args, **kwargs)
+        return node(*args, **kwargs)
 
 
 def drag_points(pack, pts=POINTS):
@@ -74,9 +78,9 @@ def overrides(**extra):
 @pytest.fixture(scope="module")
 def chain(pack, env):
     """LoRA -> inversion -> drag, made once: the inputs of the later nodes."""
-    lora_model, _ = call(pack.lora.train, env.model, env.vae, env.image, env.cond, 2, 2, 1e-3, 1, 0)
-    inversion, _ = call(pack.invert.invert, lora_model, env.vae, env.image, env.cond, 0.8, NUM_STEPS)
-    outcome = call(pack.optimize.optimize, lora_model, inversion, env.cond, drag_points(pack), "DragDiffusion",
+    lora_model, _ = call(pack.lora, env.model, env.vae, env.image, env.cond, 2, 2, 1e-3, 1, 0)
+    inversion, _ = call(pack.invert, lora_model, env.vae, env.image, env.cond, 0.8, NUM_STEPS)
+    outcome = call(pack.optimize, lora_model, inversion, env.cond, drag_points(pack), "DragDiffusion",
                    "preset", "preset", "preset", env.mask[None][0], overrides(**{"schedule.max_steps": 2}))[0]
     return SimpleNamespace(model=lora_model, inversion=inversion, drag=outcome)
 
@@ -191,43 +195,43 @@ def test_bad_inputs_to_the_model_nodes_name_node_and_input(pack, env, chain):
     e = pack.error
     cases = [
         # (node call, node name, input, expected)
-        (lambda: pack.invert.invert(env.model, env.vae, env.image[:, :40], env.cond, 0.8, NUM_STEPS),
+        (lambda: run_node(pack.invert, env.model, env.vae, env.image[:, :40], env.cond, 0.8, NUM_STEPS),
          "Drag DDIM Inversion", "image", "multiple of 16"),
-        (lambda: pack.invert.invert(env.model, env.vae, torch.cat([env.image] * 2), env.cond, 0.8, NUM_STEPS),
+        (lambda: run_node(pack.invert, env.model, env.vae, torch.cat([env.image] * 2), env.cond, 0.8, NUM_STEPS),
          "Drag DDIM Inversion", "image", "a batch of 2 images"),
-        (lambda: pack.lora.train(env.model, env.vae, env.image[:, :8, :8], env.cond, 2, 2, 1e-3, 1, 0),
+        (lambda: run_node(pack.lora, env.model, env.vae, env.image[:, :8, :8], env.cond, 2, 2, 1e-3, 1, 0),
          "Drag Identity LoRA", "image", "non-zero multiple of 16"),
-        (lambda: pack.lora.train(env.model, env.vae, env.image, [], 2, 2, 1e-3, 1, 0),
+        (lambda: run_node(pack.lora, env.model, env.vae, env.image, [], 2, 2, 1e-3, 1, 0),
          "Drag Identity LoRA", "conditioning", "empty conditioning"),
-        (lambda: pack.lora.train(env.model, env.vae, env.image, [[torch.zeros(1, 77, 1024), {}]], 2, 2, 1e-3, 1, 0),
+        (lambda: run_node(pack.lora, env.model, env.vae, env.image, [[torch.zeros(1, 77, 1024), {}]], 2, 2, 1e-3, 1, 0),
          "Drag Identity LoRA", "conditioning", "width 1024 does not fit"),
-        (lambda: pack.invert.invert(env.model, env.vae, env.image, [[torch.full((1, 77, 768), float("nan")), {}]],
+        (lambda: run_node(pack.invert, env.model, env.vae, env.image, [[torch.full((1, 77, 768), float("nan")), {}]],
                                     0.8, NUM_STEPS),
          "Drag DDIM Inversion", "conditioning", "non-finite"),
-        (lambda: pack.invert.invert(env.model, env.vae, env.image, "a cat", 0.8, NUM_STEPS),
+        (lambda: run_node(pack.invert, env.model, env.vae, env.image, "a cat", 0.8, NUM_STEPS),
          "Drag DDIM Inversion", "conditioning", "malformed conditioning"),
-        (lambda: pack.invert.invert(env.model, None, env.image, env.cond, 0.8, NUM_STEPS),
+        (lambda: run_node(pack.invert, env.model, None, env.image, env.cond, 0.8, NUM_STEPS),
          "Drag DDIM Inversion", "vae", "no VAE"),
-        (lambda: pack.optimize.optimize(chain.model, chain.inversion, env.cond, drag_points(pack), "DragDiffusion",
+        (lambda: run_node(pack.optimize, chain.model, chain.inversion, env.cond, drag_points(pack), "DragDiffusion",
                                         "preset", "preset", "preset", torch.ones(1, 32, 32), overrides()),
          "Drag Latent Optimizer", "mask", "32x32 but the image is 64x64"),
-        (lambda: pack.optimize.optimize(chain.model, chain.inversion, env.cond, drag_points(pack), "DragDiffusion",
+        (lambda: run_node(pack.optimize, chain.model, chain.inversion, env.cond, drag_points(pack), "DragDiffusion",
                                         "preset", "preset", "preset", torch.zeros(1, S, S), overrides()),
          "Drag Latent Optimizer", "mask", "mask is empty"),
-        (lambda: pack.optimize.optimize(chain.model, chain.inversion, env.cond, drag_points(pack), "DragDiffusion",
+        (lambda: run_node(pack.optimize, chain.model, chain.inversion, env.cond, drag_points(pack), "DragDiffusion",
                                         "preset", "preset", "preset", None, overrides(inversion_strength=0.9)),
          "Drag Latent Optimizer", "inversion", "needs 9 inversion steps but only 8 were done"),
-        (lambda: pack.optimize.optimize(chain.model, chain.inversion, env.cond, drag_points(pack), "DragDiffusion",
+        (lambda: run_node(pack.optimize, chain.model, chain.inversion, env.cond, drag_points(pack), "DragDiffusion",
                                         "preset", "preset", "preset", None, '{"drag.features.blocks": [5]}'),
          "Drag Latent Optimizer", "overrides", "feature blocks \\[5\\] do not exist"),
-        (lambda: pack.sample.sample(chain.model, chain.inversion, chain.drag, env.cond, True, 40),
+        (lambda: run_node(pack.sample, chain.model, chain.inversion, chain.drag, env.cond, True, 40),
          "Drag Reference Sampler", "start_block", "does not exist"),
-        (lambda: pack.edit.edit(env.model, env.vae, env.image, env.cond, drag_points(pack, [[20, 24], [80, 26]]),
+        (lambda: run_node(pack.edit, env.model, env.vae, env.image, env.cond, drag_points(pack, [[20, 24], [80, 26]]),
                                 "DragDiffusion", False, 0),
          "Drag Edit", "points", "outside the 64x64 image"),
-        (lambda: pack.auto_mask.make_mask(env.model, env.vae, env.image, "[[1, 2], [1, 2]]", 8, True, -1),
+        (lambda: run_node(pack.auto_mask, env.model, env.vae, env.image, "[[1, 2], [1, 2]]", 8, True, -1),
          "Drag Auto Mask", "points", "expected DRAG_POINTS from Drag Point Picker, got str"),
-        (lambda: pack.auto_mask.make_mask(env.model, env.vae, env.image, drag_points(pack), 8, True, -1,
+        (lambda: run_node(pack.auto_mask, env.model, env.vae, env.image, drag_points(pack), 8, True, -1,
                                           mask=torch.ones(2, S, S)),
          "Drag Auto Mask", "mask", "expected a single MASK"),
     ]
@@ -242,9 +246,9 @@ def test_bad_inputs_to_the_model_nodes_name_node_and_input(pack, env, chain):
 
 def test_a_drag_from_another_inversion_is_refused(pack, env, chain):
     other_image = env.image.flip(2).contiguous()
-    other, _ = call(pack.invert.invert, chain.model, env.vae, other_image, env.cond, 0.8, NUM_STEPS)
+    other, _ = call(pack.invert, chain.model, env.vae, other_image, env.cond, 0.8, NUM_STEPS)
     with pytest.raises(pack.error, match=r"^Drag Reference Sampler / input 'drag': .*another inversion"):
-        call(pack.sample.sample, chain.model, other, chain.drag, env.cond, True, -1)
+        call(pack.sample, chain.model, other, chain.drag, env.cond, True, -1)
 
 
 @pytest.mark.parametrize("config_class, named", [("SDXLRefiner", "SDXL refiner"), ("Flux", "Flux")])
@@ -253,13 +257,13 @@ def test_unsupported_models_are_named_by_every_model_node(pack, env, config_clas
     model = make_comfy_model(config_class, TINY_REFINER if config_class == "SDXLRefiner" else TINY_FLUX, device="meta")
     expected = rf"input 'model': .*{named}.*Stable Diffusion 1.x, 2.x or SDXL"
     with pytest.raises(pack.error, match="^Drag Identity LoRA / " + expected):
-        call(pack.lora.train, model, env.vae, env.image, env.cond, 2, 2, 1e-3, 1, 0)
+        call(pack.lora, model, env.vae, env.image, env.cond, 2, 2, 1e-3, 1, 0)
     with pytest.raises(pack.error, match="^Drag DDIM Inversion / " + expected):
-        call(pack.invert.invert, model, env.vae, env.image, env.cond, 0.8, NUM_STEPS)
+        call(pack.invert, model, env.vae, env.image, env.cond, 0.8, NUM_STEPS)
     with pytest.raises(pack.error, match="^Drag Edit / " + expected):
-        call(pack.edit.edit, model, env.vae, env.image, env.cond, drag_points(pack), "DragDiffusion", False, 0)
+        call(pack.edit, model, env.vae, env.image, env.cond, drag_points(pack), "DragDiffusion", False, 0)
     with pytest.raises(pack.error, match="^Drag Auto Mask / " + expected):
-        call(pack.auto_mask.make_mask, model, env.vae, env.image, drag_points(pack), 8, True, -1)
+        call(pack.auto_mask, model, env.vae, env.image, drag_points(pack), 8, True, -1)
 
 
 def test_bad_points_in_a_graph_fail_at_the_picker(comfyui):
@@ -278,14 +282,14 @@ def test_no_node_changes_its_inputs(bridge, pack, env, chain):
     snap = Snapshot(bridge, [env.model, chain.model], [env.image, env.mask, env.cond, chain.inversion,
                                                        chain.drag.result])
     pts = drag_points(pack)
-    call(pack.lora.train, env.model, env.vae, env.image, env.cond, 2, 2, 1e-3, 1, 0)
-    call(pack.invert.invert, chain.model, env.vae, env.image, env.cond, 0.8, NUM_STEPS)
-    call(pack.picker.pick, env.image, json.dumps(POINTS), "")
-    call(pack.optimize.optimize, chain.model, chain.inversion, env.cond, pts, "DragDiffusion", "preset", "preset",
+    call(pack.lora, env.model, env.vae, env.image, env.cond, 2, 2, 1e-3, 1, 0)
+    call(pack.invert, chain.model, env.vae, env.image, env.cond, 0.8, NUM_STEPS)
+    call(pack.picker, env.image, json.dumps(POINTS), "")
+    call(pack.optimize, chain.model, chain.inversion, env.cond, pts, "DragDiffusion", "preset", "preset",
          "preset", env.mask, overrides(**{"schedule.max_steps": 2}), True)
-    call(pack.sample.sample, chain.model, chain.inversion, chain.drag, env.cond, True, -1)
-    call(pack.auto_mask.make_mask, env.model, env.vae, env.image, pts, 8, True, -1, env.mask, env.cond)
-    call(pack.edit.edit, env.model, env.vae, env.image, env.cond, pts, "DragDiffusion", True, 0, env.mask,
+    call(pack.sample, chain.model, chain.inversion, chain.drag, env.cond, True, -1)
+    call(pack.auto_mask, env.model, env.vae, env.image, pts, 8, True, -1, env.mask, env.cond)
+    call(pack.edit, env.model, env.vae, env.image, env.cond, pts, "DragDiffusion", True, 0, env.mask,
          overrides=overrides(**{"lora.steps": 1, "lora.rank": 2, "lora.batch_size": 1, "schedule.max_steps": 2}))
     snap.assert_unchanged()
     assert_clean(env.model, chain.model)
@@ -299,12 +303,12 @@ def test_cancel_and_errors_in_every_stage_stop_at_once_and_leave_nothing(comfyui
                                                        chain.drag.result])
     pts = drag_points(pack, [[10, 10], [50, 50]])
     stages = {
-        "lora": lambda: pack.lora.train(env.model, env.vae, env.image, env.cond, 2, 6, 1e-3, 1, 0),
-        "inversion": lambda: pack.invert.invert(chain.model, env.vae, env.image, env.cond, 0.8, NUM_STEPS),
-        "drag": lambda: pack.optimize.optimize(chain.model, chain.inversion, env.cond, pts, "DragDiffusion",
+        "lora": lambda: run_node(pack.lora, env.model, env.vae, env.image, env.cond, 2, 6, 1e-3, 1, 0),
+        "inversion": lambda: run_node(pack.invert, chain.model, env.vae, env.image, env.cond, 0.8, NUM_STEPS),
+        "drag": lambda: run_node(pack.optimize, chain.model, chain.inversion, env.cond, pts, "DragDiffusion",
                                                "preset", "preset", "preset", None,
                                                overrides(**{"schedule.max_steps": 8}), True),
-        "sampling": lambda: pack.sample.sample(chain.model, chain.inversion, chain.drag, env.cond, True, -1),
+        "sampling": lambda: run_node(pack.sample, chain.model, chain.inversion, chain.drag, env.cond, True, -1),
     }
     for name, run in stages.items():
         for error in (None, RuntimeError(f"boom in {name}")):
@@ -329,7 +333,7 @@ def test_cancel_in_each_stage_of_drag_edit(bridge, pack, env, cancel):
     for stage, first in starts.items():
         seen = cancel(at=first + 1)
         with pytest.raises(mm.InterruptProcessingException):
-            call(pack.edit.edit, env.model, env.vae, env.image, env.cond, drag_points(pack, [[10, 10], [50, 50]]),
+            call(pack.edit, env.model, env.vae, env.image, env.cond, drag_points(pack, [[10, 10], [50, 50]]),
                  "DragDiffusion", True, 0, overrides=settings)
         assert max(seen) == first + 1 and first in seen, (stage, seen)
         assert_clean(env.model)
@@ -377,7 +381,7 @@ def test_an_existing_lora_file_is_never_overwritten(bridge):
 def test_identity_lora_node_saves_a_hostile_name_inside_the_loras_folder(pack, env):
     import folder_paths
     folder = pathlib.Path(folder_paths.get_folder_paths("loras")[0]).resolve()
-    _, name = call(pack.lora.train, env.model, env.vae, env.image, env.cond, 2, 1, 1e-3, 1, 0, "../../../evil")
+    _, name = call(pack.lora, env.model, env.vae, env.image, env.cond, 2, 1, 1e-3, 1, 0, "../../../evil")
     assert name.startswith("evil_") and (folder / name).is_file()
 
 

@@ -1,4 +1,5 @@
-"""Drag Point Picker node without ComfyUI: points in -> DragPoints out, mask decoding, errors."""
+"""Drag Point Picker: points in -> DragPoints out, mask decoding, errors. The node runs as ComfyUI's
+executor runs it (comfy_support.run_node); mask decoding and the import check need no ComfyUI."""
 
 import base64
 import io
@@ -13,11 +14,19 @@ import pytest
 import torch
 from PIL import Image
 
+from comfy_support import comfyui, requires_comfyui, run_node  # noqa: F401
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.points import DragPoints
-from comfyui_drag.nodes.point_picker import DragPointPicker, decode_mask
+from comfyui_drag.nodes.painted_mask import decode_mask
 
 W, H = 48, 32
+
+
+@pytest.fixture(scope="module")
+def picker(comfyui):
+    """The node class (its module imports ComfyUI's comfy_api: importable once ComfyUI runs)."""
+    from comfyui_drag.nodes.point_picker import DragPointPicker
+    return DragPointPicker
 
 
 @pytest.fixture
@@ -39,31 +48,31 @@ def _data_url(img: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def test_input_types_have_tooltips():
-    spec = DragPointPicker.INPUT_TYPES()
-    for section in ("required", "optional"):
-        for name, (_, opts) in spec[section].items():
-            assert opts.get("tooltip"), name
-    assert spec["required"]["points"][1]["multiline"]
+def test_inputs_have_tooltips(picker):
+    inputs = {i.id: i for i in picker.define_schema().inputs}
+    assert list(inputs) == ["image", "points", "mask"]
+    for name, i in inputs.items():
+        assert i.tooltip, name
+    assert inputs["points"].multiline and inputs["mask"].optional
 
 
-def test_points_in_drag_points_out_and_preview(temp_dir):
+def test_points_in_drag_points_out_and_preview(picker, temp_dir):
     image = _image()
     before = image.clone()
     text = json.dumps([{"handle": [3, 4.5], "target": [40, 30]}, {"handle": [0, 0], "target": [47, 31]}])
-    out = DragPointPicker().pick(image, text, "")
-    points, mask = out["result"]
+    out = run_node(picker, image, text, "")
+    points, mask = out.result
     assert isinstance(points, DragPoints)
     assert points.handles == ((3.0, 4.5), (0.0, 0.0)) and points.targets == ((40.0, 30.0), (47.0, 31.0))
     assert mask.shape == (1, H, W) and mask.dtype == torch.float32 and bool((mask == 1).all())
-    (preview,) = out["ui"]["images"]
+    (preview,) = out.ui["images"]
     assert preview["type"] == "temp"
     assert Image.open(temp_dir / preview["filename"]).size == (W, H)
     assert torch.equal(image, before)
 
 
-def test_alternating_form_accepted(temp_dir):
-    points, _ = DragPointPicker().pick(_image(), "[[1, 2], [10, 20]]", "")["result"]
+def test_alternating_form_accepted(picker, temp_dir):
+    points, _ = run_node(picker, _image(), "[[1, 2], [10, 20]]", "").result
     assert points.handles == ((1.0, 2.0),) and points.targets == ((10.0, 20.0),)
 
 
@@ -83,31 +92,36 @@ def test_transparent_pixels_are_not_painted():
     assert mask[:8, :8].eq(1).all() and mask.sum() == 64
 
 
-def test_mask_size_mismatch_is_a_located_error(temp_dir):
+def test_mask_size_mismatch_is_a_located_error(picker, temp_dir):
     url = _data_url(Image.new("L", (W + 1, H), 255))
     with pytest.raises(DragInputError) as e:
-        DragPointPicker().pick(_image(), '[{"handle": [1, 1], "target": [5, 5]}]', url)
+        run_node(picker, _image(), '[{"handle": [1, 1], "target": [5, 5]}]', url)
     assert e.value.node == "Drag Point Picker" and e.value.input == "mask"
     assert f"{W + 1}x{H}" in str(e.value) and f"{W}x{H}" in str(e.value)
 
 
-def test_garbage_mask_is_a_located_error(temp_dir):
+def test_garbage_mask_is_a_located_error(picker, temp_dir):
     with pytest.raises(DragInputError) as e:
-        DragPointPicker().pick(_image(), '[[1, 1], [5, 5]]', "data:image/png;base64,!!!")
+        run_node(picker, _image(), '[[1, 1], [5, 5]]', "data:image/png;base64,!!!")
     assert e.value.input == "mask"
 
 
 @pytest.mark.parametrize("text", ["[]", "", "[[1, 1]]", '[{"handle": [1, 1], "target": [48, 5]}]', "{bad"])
-def test_bad_points_are_located_errors(text, temp_dir):
+def test_bad_points_are_located_errors(picker, text, temp_dir):
     with pytest.raises(DragInputError) as e:
-        DragPointPicker().pick(_image(), text, "", unique_id="7")
+        run_node(picker, _image(), text, "", hidden={"unique_id": "7"})
     assert e.value.node == "Drag Point Picker" and e.value.input == "points"
 
 
 def test_module_imports_without_comfyui():
-    """Importing the pack must not pull in ComfyUI modules (they exist only inside ComfyUI)."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import pack_loader; m = pack_loader.load();"
-            "assert 'DragPointPicker' in m.NODE_CLASS_MAPPINGS;"
-            "bad = [n for n in ('comfy', 'folder_paths', 'server') if n in sys.modules]; assert not bad, bad")
+    """Importing the pack, and its ComfyUI-free modules, must not pull in ComfyUI modules (they exist
+    only inside ComfyUI); the nodes come from the V3 entry point, imported only when ComfyUI calls it."""
+    code = ("import sys, importlib; sys.path.insert(0, sys.argv[1]); import pack_loader; m = pack_loader.load();"
+            "assert callable(m.comfy_entrypoint) and m.WEB_DIRECTORY == './js';"
+            "assert not hasattr(m, 'NODE_CLASS_MAPPINGS');"
+            "[importlib.import_module('comfyui_drag.nodes.' + n) for n in ('bridge', 'runtime', 'values', 'method',"
+            " 'painted_mask', 'auto_mask_engine', 'comfy_network')];"
+            "bad = [n for n in ('comfy', 'comfy_api', 'folder_paths', 'server') if n in sys.modules];"
+            "assert not bad, bad")
     root = pathlib.Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", code, str(root)], check=True, timeout=120)

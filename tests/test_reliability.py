@@ -1,8 +1,10 @@
 """Reliability without ComfyUI: every bad input gets the pack's one clear error (naming the node,
 the input and what was expected), nothing handed in is changed, same inputs give the same bits.
 
-The node classes are called directly; their checks run before anything needs ComfyUI. What does
-need ComfyUI (models, cancel, files) is in test_comfy_reliability.py.
+The node tests call the V3 nodes as ComfyUI's executor calls them (comfy_support.run_node), with no
+models: their checks run before any model work. The node classes subclass ComfyUI's io.ComfyNode,
+so those tests start ComfyUI (the comfyui fixture); the rest need none. What needs models, cancel
+and files is in test_comfy_reliability.py.
 """
 
 import base64
@@ -12,6 +14,7 @@ import math
 import re
 import struct
 import zlib
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -28,16 +31,25 @@ from comfyui_drag.drag_ops.model import FeatureSpec
 from comfyui_drag.drag_ops.overrides import apply_overrides
 from comfyui_drag.drag_ops.pipeline import check_image, run_edit
 from comfyui_drag.drag_ops.points import MAX_PAIRS, MAX_TEXT, DragPoints, parse_points
-from comfyui_drag.nodes.auto_mask import DragAutoMask, compute_auto_mask
-from comfyui_drag.nodes.drag_edit import DragEdit
-from comfyui_drag.nodes.drag_optimize import DragLatentOptimizer, DragOutcome, configure
-from comfyui_drag.nodes.invert import Inversion
-from comfyui_drag.nodes.point_picker import DragPointPicker, decode_mask
-from comfyui_drag.nodes.reference_sample import DragReferenceSampler
+from comfy_support import comfyui, run_node  # noqa: F401
+from comfyui_drag.nodes.auto_mask_engine import compute_auto_mask
+from comfyui_drag.nodes.method import configure
+from comfyui_drag.nodes.painted_mask import decode_mask
 from comfyui_drag.nodes.runtime import image_from_comfy, located, mask_from_comfy
+from comfyui_drag.nodes.values import DragOutcome, Inversion
 from tiny_models import blob_image, tiny_cond, tiny_model
 
 W, H = 64, 48  # the picker tests' image: width x height
+
+
+@pytest.fixture(scope="module")
+def nodes(comfyui):
+    """The V3 node classes of the comfyui_drag copy whose errors and values this module uses (their
+    modules import ComfyUI's comfy_api, importable once ComfyUI runs)."""
+    from comfyui_drag.nodes import auto_mask, drag_edit, drag_optimize, point_picker, reference_sample
+    return SimpleNamespace(picker=point_picker.DragPointPicker, optimize=drag_optimize.DragLatentOptimizer,
+                           sample=reference_sample.DragReferenceSampler, edit=drag_edit.DragEdit,
+                           auto_mask=auto_mask.DragAutoMask)
 
 
 # -- point data --------------------------------------------------------------------------------
@@ -186,9 +198,9 @@ def test_masks_in_any_image_mode_decode(mode):
     (torch.rand(1, H, W, 3), 12, "", "points"),
     (torch.rand(1, H, W, 3), "[[1, 2], [5, 6]]", "data:image/png;base64,xx", "mask"),
 ])
-def test_point_picker_names_itself_and_the_input(image, points, mask, input):
+def test_point_picker_names_itself_and_the_input(nodes, image, points, mask, input):
     with pytest.raises(DragInputError, match=rf"^Drag Point Picker / input '{input}': "):
-        DragPointPicker().pick(image, points, mask)
+        run_node(nodes.picker, image, points, mask)
 
 
 # -- IMAGE and MASK conversion ------------------------------------------------------------------
@@ -335,12 +347,12 @@ def test_unknown_and_incompatible_strategies_get_the_clear_error(kwargs, expecte
         configure(**args)
 
 
-def test_a_bad_override_is_reported_by_the_node_before_any_model_is_touched():
+def test_a_bad_override_is_reported_by_the_node_before_any_model_is_touched(nodes):
     with pytest.raises(DragInputError, match=r"^Drag Latent Optimizer / input 'overrides': unknown setting"):
-        DragLatentOptimizer().optimize(None, None, None, None, "DragDiffusion", "preset", "preset", "preset",
-                                       overrides='{"nope": 1}')
+        run_node(nodes.optimize, None, None, None, None, "DragDiffusion", "preset", "preset", "preset",
+                 overrides='{"nope": 1}')
     with pytest.raises(DragInputError, match=r"^Drag Edit / input 'strategies': .*cannot work together"):
-        DragEdit().edit(None, None, None, None, None, "DragDiffusion", True, 0, tracker="line_search")
+        run_node(nodes.edit, None, None, None, None, None, "DragDiffusion", True, 0, tracker="line_search")
 
 
 # -- node inputs of the pack's own types --------------------------------------------------------
@@ -367,15 +379,15 @@ POINTS = parse_points([[10, 12], [18, 12]])
     (POINTS, "inversion", "inversion", "expected DRAG_INVERSION"),
     (parse_points([[10, 12], [40, 12]]), fake_inversion(), "points", "outside the 32x32 image"),
 ])
-def test_drag_optimizer_rejects_wrong_types_and_points_outside(points, inversion, input, expected):
+def test_drag_optimizer_rejects_wrong_types_and_points_outside(nodes, points, inversion, input, expected):
     with pytest.raises(DragInputError, match=rf"^Drag Latent Optimizer / input '{input}': .*{expected}"):
-        DragLatentOptimizer().optimize(None, inversion, None, points, "DragDiffusion", "preset", "preset", "preset")
+        run_node(nodes.optimize, None, inversion, None, points, "DragDiffusion", "preset", "preset", "preset")
 
 
-def test_drag_optimizer_rejects_a_mask_of_another_size():
+def test_drag_optimizer_rejects_a_mask_of_another_size(nodes):
     with pytest.raises(DragInputError, match=r"^Drag Latent Optimizer / input 'mask': mask is 16x16"):
-        DragLatentOptimizer().optimize(None, fake_inversion(), None, POINTS, "DragDiffusion", "preset", "preset",
-                                       "preset", mask=torch.ones(1, 16, 16))
+        run_node(nodes.optimize, None, fake_inversion(), None, POINTS, "DragDiffusion", "preset", "preset",
+                 "preset", mask=torch.ones(1, 16, 16))
 
 
 @pytest.mark.parametrize("make, input, expected", [
@@ -387,21 +399,21 @@ def test_drag_optimizer_rejects_a_mask_of_another_size():
     (lambda inv: (inv, fake_drag(fake_inversion(hw=(32, 48)))), "drag", "another inversion"),
     (lambda inv: (fake_inversion(steps=3), fake_drag(inv)), "drag", "another inversion"),  # too shallow
 ])
-def test_reference_sampler_rejects_a_drag_from_another_inversion(make, input, expected):
+def test_reference_sampler_rejects_a_drag_from_another_inversion(nodes, make, input, expected):
     inversion, drag_result = make(fake_inversion())
     with pytest.raises(DragInputError, match=rf"^Drag Reference Sampler / input '{input}': .*{expected}"):
-        DragReferenceSampler().sample(None, inversion, drag_result, None, True, -1)
+        run_node(nodes.sample, None, inversion, drag_result, None, True, -1)
 
 
-def test_drag_edit_rejects_points_that_are_not_drag_points():
+def test_drag_edit_rejects_points_that_are_not_drag_points(nodes):
     with pytest.raises(DragInputError, match=r"^Drag Edit / input 'points': expected DRAG_POINTS"):
-        DragEdit().edit(None, None, None, None, [[1, 2], [3, 4]], "DragDiffusion", True, 0)
+        run_node(nodes.edit, None, None, None, None, [[1, 2], [3, 4]], "DragDiffusion", True, 0)
 
 
-def test_auto_mask_rejects_points_that_are_not_drag_points():
+def test_auto_mask_rejects_points_that_are_not_drag_points(nodes):
     image = torch.rand(1, 32, 32, 3)
     with pytest.raises(DragInputError, match=r"^Drag Auto Mask / input 'points': expected DRAG_POINTS .* got str"):
-        DragAutoMask().make_mask(None, None, image, "[[10, 12], [18, 12]]", 200, True, -1)
+        run_node(nodes.auto_mask, None, None, image, "[[10, 12], [18, 12]]", 200, True, -1)
 
 
 # -- the engine's own checks --------------------------------------------------------------------

@@ -13,7 +13,7 @@ from comfyui_drag.drag_ops import presets, strategies
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.overrides import apply_overrides, rule_of, settings_of
 from comfyui_drag.drag_ops.rules import Choice, Flag, Items, Number, Part, Text
-from comfyui_drag.nodes.drag_optimize import configure
+from comfyui_drag.nodes.method import configure
 
 
 # -- bad values from a rule (also used by the node-level walk) ------------------------------------
@@ -131,11 +131,12 @@ def test_every_value_carries_its_source_under_the_new_names():
         assert set(table) == set(settings_of(presets.preset(name)))
         assert all(item["source"] for item in table.values())
     good = presets.describe("GoodDrag")
-    assert good["schedule.drag_rounds"] == {"value": 70, "source": "GoodDrag Sec. 4.1 / Alg. 1: K = 70 drag operations"}
-    assert good["schedule.rounds_per_denoise"]["source"].startswith("GoodDrag Sec. 4.1 / Alg. 1: B = 10")
-    assert good["schedule.supervision_steps"]["source"].startswith("GoodDrag Sec. 4.1 / Alg. 1: J = 3")
+    assert good["schedule.drag_rounds"] == {
+        "value": 70, "source": "code: GoodDrag gooddrag_ui.py, end time step 7 x 10 trackings (paper: K = 70)"}
+    assert good["schedule.rounds_per_denoise"]["source"].startswith("code: GoodDrag gooddrag_ui.py, 10 point trackings")
+    assert good["schedule.supervision_steps"]["source"].startswith("code: GoodDrag gooddrag_ui.py max_drag_per_track 3")
     text = presets.describe_text("GoodDrag", configure("GoodDrag", overrides=json.dumps({"schedule.drag_rounds": 40})))
-    assert "schedule.drag_rounds = 40  (user)" in text and "schedule.rounds_per_denoise = 10  (GoodDrag" in text
+    assert "schedule.drag_rounds = 40  (user)" in text and "schedule.rounds_per_denoise = 10  (code: GoodDrag" in text
 
 
 def test_an_override_rebuilds_its_part_so_derived_names_follow():
@@ -148,3 +149,12 @@ def test_every_setting_path_has_a_rule_except_strategy_names():
         config = presets.preset(name)
         for path in settings_of(config):
             assert (rule_of(config, path) is None) == (path in ("tracker", "supervision", "schedule")), path
+
+
+def test_the_shapes_benchmark_builds_every_preset():
+    """`cli.py bench --presets all` adapts each preset to the shapes model before running any task."""
+    import cli
+    from comfyui_drag.shapes import world
+    configs = cli.bench_configs(["all"], {}, world.adapt)
+    assert set(configs) == set(presets.PRESETS)
+    assert configs["GoodDrag"].tracker.radius == world.MAX_TRACKING_RADIUS

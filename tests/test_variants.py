@@ -151,6 +151,50 @@ def test_alternating_schedule_interleaves_exactly_the_expected_denoising_steps(t
     assert passes == {"grad": 12, "nograd": 2 + 3}
 
 
+class ScriptedAlternation:
+    """What AlternatingDragDenoise drives, as a log: every forward returns fresh features 'f<n>';
+    tracking never moves the handle."""
+
+    def __init__(self):
+        self.log, self.n, self.handles, self.k = [], 0, torch.zeros(1, 2), 9
+
+    def forward(self):
+        self.n += 1
+        return "out", f"f{self.n}"
+
+    def update(self, out, feats):
+        self.log.append(("U", feats))
+
+    def track(self, feats):
+        self.log.append(("T", feats))
+
+    def reached(self):
+        return False
+
+    def denoise(self, out):
+        self.log.append(("D", self.k))
+        self.k -= 1
+
+
+def test_alternating_schedule_in_the_gooddrag_code_order_tracks_stale_retracks_and_stops_when_stuck():
+    """gooddrag_step: tracking right after the J-th update on the features that update's loss used,
+    a tracking on the denoised latent before each timestep's first update, a stop after `patience`
+    trackings without change, and the timestep it stops at still denoised."""
+    s = ScriptedAlternation()
+    AlternatingDragDenoise(rounds_per_denoise=2, supervision_steps=2, drag_rounds=6, track_features="before_update",
+                           retrack=True, patience=3, denoise_on_stop=True).run(s)
+    assert s.log == [("T", "f1"),  # re-track on the inverted latent
+                     ("U", "f1"), ("U", "f2"), ("T", "f2"),  # tracked on the last update's features
+                     ("U", "f3"), ("U", "f4"), ("T", "f4"), ("D", 9),
+                     ("T", "f6"),  # re-track on the denoised latent
+                     ("U", "f6"), ("U", "f7"), ("T", "f7"),  # the 3rd tracking without change: stop ...
+                     ("D", 8)]  # ... and the timestep it stopped at is denoised
+    s = ScriptedAlternation()
+    AlternatingDragDenoise(rounds_per_denoise=2, supervision_steps=2, drag_rounds=4).run(s)  # Alg. 1's order
+    assert s.log == [("U", "f1"), ("U", "f2"), ("T", "f3"), ("U", "f3"), ("U", "f4"), ("T", "f5"), ("D", 9),
+                     ("U", "f6"), ("U", "f7"), ("T", "f8"), ("U", "f8"), ("U", "f9"), ("T", "f10"), ("D", 8)]
+
+
 # -- FreeDrag -----------------------------------------------------------------------------------
 
 def ramp(shift=0.0, C=4, size=32):
@@ -160,8 +204,11 @@ def ramp(shift=0.0, C=4, size=32):
     return (x / 4).expand(1, C, size, size).clone()
 
 
-def freedrag_session():
-    sup, tracker = AdaptiveTemplateSupervision(radius=3, target_distance=1.0), LineSearchTracker(max_step=5.0)
+def freedrag_session(drags="per_handle", rollback="start", template="aggregate"):
+    """The paper's reading by default (each handle's drag on its own, backtracking that stops at the
+    start, the patch's mean as template); the code's ("joint", "remaining", "patch") on request."""
+    sup = AdaptiveTemplateSupervision(radius=3, target_distance=1.0, template=template)
+    tracker = LineSearchTracker(max_step=5.0, drags=drags, rollback=rollback)
     s = SimpleNamespace(starts=torch.tensor([[8.0, 16.0]]), targets=torch.tensor([[24.0, 16.0]]), k=5,
                         orig_feats=ramp(), supervision=sup, settings=DragSettings(), active=torch.ones(1))
     s.handles = s.starts.clone()
@@ -223,8 +270,39 @@ def test_freedrag_stays_when_the_drag_improved_but_not_enough():
 
 def test_adaptive_template_loss_pauses_handles_already_close_to_the_template():
     s, sup, tracker = freedrag_session()
+    s.tracker = tracker
     assert float(sup.loss(s, ramp(shift=4.0))) == 0.0  # at the intermediate target: L = 0 < 0.5 l
+    assert float(sup.loss(s, ramp(shift=2.4))) == 0.0  # L = 0.4 < 0.5 l: paused
     assert float(sup.loss(s, ramp())) == pytest.approx(1.0)
+    s, sup, tracker = freedrag_session(drags="joint")
+    s.tracker = tracker
+    assert float(sup.loss(s, ramp(shift=2.4))) == pytest.approx(0.4)  # the code pauses no handle
+
+
+def test_freedrag_joint_drags_end_together_after_five_updates_or_once_every_loss_was_below_half_l():
+    """The code's loop (freedrag_update): the drag of every handle ends after the 5th update, or after
+    the update whose loss (computed before it) was below 0.5 l for every handle."""
+    s, sup, tracker = freedrag_session(drags="joint")
+    assert tracker.plans == [[[12.0, 16.0]]] and float(tracker.L_step[0]) == pytest.approx(1.0)
+    for step in range(4):  # the loss at each update stays at 1: drags on
+        tracker.track(s, ramp())
+        assert tracker.events[-1] == ["drag"]
+    tracker.track(s, ramp())  # the 5th update: the drag ends; L_end = 1 = L_in: back
+    assert tracker.events[-1] == ["back"] and len(tracker.plans) == 2
+    s, sup, tracker = freedrag_session(drags="joint")
+    tracker.track(s, ramp(shift=4.0))  # after one update the loss is 0, but that update's loss was 1
+    assert tracker.events[-1] == ["drag"]
+    tracker.track(s, ramp(shift=4.0))  # the update just done had a loss of 0 < 0.5 l: the drag ends
+    assert tracker.events[-1] == ["next"] and s.handles.tolist() == [[16.0, 16.0]]
+    assert tracker.plans == [[[12.0, 16.0]], [[16.0, 16.0]]]
+
+
+def test_freedrag_code_rollback_steps_back_by_d_even_behind_the_start():
+    """get_each_point steps back by min(d, remaining distance) from the intermediate target, without
+    stopping at the start point; the 'start' option stops there."""
+    for rollback, back_to in (("remaining", 7.0), ("start", 8.0)):
+        s, sup, tracker = freedrag_session(rollback=rollback)
+        assert torch.equal(tracker._back(s), torch.tensor([[back_to, 16.0]]))
 
 
 # -- registry and combinations ------------------------------------------------------------------
@@ -265,6 +343,9 @@ def test_swapping_a_strategy_into_a_preset_keeps_its_scale():
     assert config.supervision.reference == "original" and config.supervision.radius == 1
     with pytest.raises(DragInputError, match="adaptive_template"):
         with_strategies(presets.dragdiffusion(), tracker="line_search")
+    # AdaptiveDrag's region strategies size their windows per superpixel: nothing to carry over
+    config = with_strategies(presets.adaptivedrag(), tracker="nearest", supervision="point")
+    assert config.tracker.radius == 3 and config.supervision.radius == 1
 
 
 def test_presets_list_their_values_with_sources_and_mark_overrides():
@@ -272,13 +353,17 @@ def test_presets_list_their_values_with_sources_and_mark_overrides():
         table = presets.describe(name)
         assert table["inversion_strength"]["value"] == presets.preset(name).inversion_strength
         assert all(set(v) == {"value", "source"} and v["source"] for v in table.values())
+        # every value names where it comes from: the authors' code, the paper, or our choice
+        assert all(v["source"].startswith(("code: ", "paper: ", "ours: ", "unused: ")) for v in table.values()), name
     good = presets.describe("GoodDrag")
-    assert good["schedule.drag_rounds"] == {"value": 70, "source": "GoodDrag Sec. 4.1 / Alg. 1: K = 70 drag operations"}
-    assert good["drag.mask_reference"]["value"] == "trajectory"
+    assert good["schedule.drag_rounds"] == {
+        "value": 70, "source": "code: GoodDrag gooddrag_ui.py, end time step 7 x 10 trackings (paper: K = 70)"}
+    # where paper and code disagree the code is the preset and the source names the paper's option
+    assert good["drag.mask_reference"]["value"] == "step" and "'trajectory'" in good["drag.mask_reference"]["source"]
     changed = apply_overrides(presets.preset("FreeDrag"), {"tracker.max_step": 3})
     table = presets.describe("FreeDrag", changed)
     assert table["tracker.max_step"] == {"value": 3.0, "source": "user"}
-    assert table["supervision.target_distance"]["source"].startswith("FreeDrag")
+    assert table["supervision.target_distance"]["source"].startswith("code: FreeDrag")
 
 
 # -- end to end ---------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-"""The example workflows (example_workflows/*.json, ComfyUI's UI format) without ComfyUI: every node
-exists (the pack's or a stock one, see tests/fixtures/stock_nodes.json), every link joins matching
-types, every widget value is valid for its input and every required input is connected or set."""
+"""The example workflows (example_workflows/*.json, ComfyUI's UI format) against the node definitions:
+every node exists (the pack's or a stock one, see tests/fixtures/stock_nodes.json), every link joins
+matching types, every widget value is valid for its input and every required input is connected or
+set. The pack's nodes are read from their V3 schemas, so this starts ComfyUI (comfy_support); the
+workflows are not run here (test_comfy_workflows.py runs them)."""
 
 import importlib.util
 import io
@@ -16,7 +18,7 @@ from PIL import Image
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
 import workflow_graph as wg  # noqa: E402
 
-from comfyui_drag import NODE_CLASS_MAPPINGS  # noqa: E402
+from comfy_support import comfyui  # noqa: E402, F401
 from comfyui_drag.drag_ops import presets  # noqa: E402
 from comfyui_drag.drag_ops.points import parse_points  # noqa: E402
 
@@ -30,12 +32,18 @@ EXPECTED = set(PRESET_FILES.values()) | {STEP_BY_STEP, REFINE, REUSE}
 
 
 @pytest.fixture(scope="module")
-def specs():
+def pack_specs(comfyui):
+    """The pack's nodes as /object_info serves them (their V3 schemas: ComfyUI runs first)."""
+    return wg.pack_nodes()
+
+
+@pytest.fixture(scope="module")
+def specs(pack_specs):
     return wg.all_nodes()
 
 
 @pytest.fixture(scope="module")
-def build():
+def build(specs):
     """example_workflows/build.py as a module (its CARDS, WORKFLOWS and thumbnails)."""
     spec = importlib.util.spec_from_file_location("example_workflows_build", wg.WORKFLOWS / "build.py")
     module = importlib.util.module_from_spec(spec)
@@ -87,13 +95,13 @@ def test_workflow_has_notes_inputs_and_an_image_output(name):
 
 
 @pytest.mark.parametrize("preset", sorted(PRESET_FILES))
-def test_preset_workflows_use_their_preset_with_its_defaults(preset):
+def test_preset_workflows_use_their_preset_with_its_defaults(preset, pack_specs):
     wf = WORKFLOWS[PRESET_FILES[preset]]
     [edit] = nodes_of(wf, "DragEdit")
-    spec = NODE_CLASS_MAPPINGS["DragEdit"].INPUT_TYPES()
-    values = wg.named_widgets(wg.pack_nodes()["DragEdit"], edit)
+    spec = pack_specs["DragEdit"]
+    values = wg.named_widgets(spec, edit)
     assert values["preset"] == preset
-    assert values["overrides"] == spec["optional"]["overrides"][1]["default"]
+    assert values["overrides"] == spec["input"]["optional"]["overrides"]["default"] == "{}"
     assert {values["tracker"], values["supervision"], values["schedule"]} == {"preset"}
     if preset == "AdaptiveDrag":
         [auto] = nodes_of(wf, "DragAutoMask")
@@ -146,9 +154,9 @@ def test_no_node_overlaps_another_as_shipped(name):
     assert not overlapping
 
 
-def test_every_pack_node_is_in_some_workflow():
+def test_every_pack_node_is_in_some_workflow(pack_specs):
     used = {n["type"] for wf in WORKFLOWS.values() for n in wf["nodes"]}
-    assert set(NODE_CLASS_MAPPINGS) <= used
+    assert len(pack_specs) == 7 and set(pack_specs) <= used
 
 
 def test_readme_lists_every_workflow():

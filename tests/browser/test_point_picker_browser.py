@@ -8,7 +8,7 @@ point_picker_reloaded.png, stale_points_cleared.png).
 import pytest
 from PIL import Image, ImageDraw
 
-from comfyui_drag.nodes.point_picker import decode_mask
+from comfyui_drag.nodes.painted_mask import decode_mask
 
 from comfy_server import run_driver
 
