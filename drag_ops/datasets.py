@@ -103,11 +103,13 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 NONE = "do-nothing"
 
 
-def run(model, encode_prompt, samples: list[Sample], configs: dict, log=print, fidelity=None) -> dict:
+def run(model, encode_prompt, samples: list[Sample], configs: dict, log=print, fidelity=None,
+        set_by: dict | None = None) -> dict:
     """{method: [metrics per sample]} for each named EditConfig and its do-nothing reconstruction.
 
     encode_prompt(text) -> Conditioning. MD matches the handle's feature (the model's own decoder
-    features, DIFT-style) in the output; fidelity is a metrics.Fidelity (None: make one)."""
+    features, DIFT-style) in the output; fidelity is a metrics.Fidelity (None: make one). set_by:
+    the settings the user set, which the model family's values leave (run_edit)."""
     from .pipeline import run_edit
     fidelity = fidelity or metrics.Fidelity(model.device)
     results = {}
@@ -119,7 +121,7 @@ def run(model, encode_prompt, samples: list[Sample], configs: dict, log=print, f
         handles, targets = sample.points.handles, sample.points.targets
         for name, config in configs.items():
             t0 = time.perf_counter()
-            result = run_edit(model, image, sample.points, cond, config, mask)
+            result = run_edit(model, image, sample.points, cond, config, mask, set_by=set_by)
             seconds = time.perf_counter() - t0
             for method, out in ((name, result.image), (f"{name} {NONE}", result.reconstruction)):
                 md = metrics.correspondence_md(model, cond, image, out, handles, targets)

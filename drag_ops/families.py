@@ -5,8 +5,9 @@ images (SDXL: 1024x1024, a 3-level decoder, 70 transformer blocks) needs some of
 which decoder level gives the features, how many image pixels a feature pixel is, where reference
 attention starts, and the memory profile. Each family is one small table here, every value with
 its source. The network knows its family (DiffusersUNet from its config, ComfyNetwork from
-ComfyUI's model class); :func:`adapt` puts the family's values on a preset (before the user's
-overrides, which still win), :func:`describe_text` is the settings output with their sources.
+ComfyUI's model class); :func:`adapt` puts the family's values on a config where it still holds
+the papers' values (plan() does, so every node and run_edit get them; what the user set is kept),
+:func:`describe_text` is the settings output with their sources.
 
 Why a feature pixel is 4 image pixels on SDXL: SDXL works at 1024 px where SD 1.5 works at 512, so
 with features at a quarter of the image (256x256, as SD 1.5's half of 512) every radius, patch, step
@@ -28,36 +29,41 @@ _LEVELS = "benchmarks/feature_levels.py"
 @dataclass(frozen=True)
 class Family:
     name: str
-    native_size: int  # image side (pixels) the family was trained at
     feature_level: int  # decoder level (diffusers' up_blocks index) whose output the drag tracks
     feature_scale: int  # image pixels per feature pixel
     reference_level: int | None  # reference attention from this decoder level's first block on (None: the preset's)
     md_level: int  # decoder level of the DIFT-style features that measure Mean Distance (drag_ops/metrics.py)
     picture_latent_scale: int  # factor for settings in latent pixels that cover part of the picture
     gradient_checkpointing: bool  # default of the networks (memory: see the README's Speed section)
-    lora_batch_size: int | None  # the identity LoRA's batch (None: the preset's)
+    memory: str  # the memory profile, one line of the settings output
     sources: dict = field(default_factory=dict)  # {setting path: source} for what the family sets or explains
     notes: str = ""  # one line for the settings output
 
 
 SD = Family(
-    name="SD 1.x/2.x", native_size=512, feature_level=2, feature_scale=2, reference_level=None, md_level=1,
-    picture_latent_scale=1, gradient_checkpointing=False, lora_batch_size=None,
+    name="SD 1.x/2.x", feature_level=2, feature_scale=2, reference_level=None, md_level=1, picture_latent_scale=1,
+    gradient_checkpointing=False,
+    memory="identity LoRA batch 4 (the papers'); the UNet in its loaded precision (ComfyUI's choice: fp16 on most "
+           "GPUs; standalone: fp16 autocast on a GPU)",
     notes="the papers' model family: every preset value as the papers give it (1 feature pixel = 2 image pixels)")
 
 SDXL = Family(
-    name="SDXL", native_size=1024, feature_level=1, feature_scale=4, reference_level=1, md_level=0,
-    picture_latent_scale=2, gradient_checkpointing=True, lora_batch_size=None,
+    name="SDXL", feature_level=1, feature_scale=4, reference_level=1, md_level=0, picture_latent_scale=2,
+    gradient_checkpointing=True,
+    memory="gradient checkpointing on in the LoRA and the drag (each UNet layer recomputed in the backward pass: "
+           "about a third more time for a fraction of the activations; estimate: every preset at 1024x1024 within "
+           "24 GB in fp16, not measured on a GPU); identity LoRA batch 4 (the papers'); the UNet in its loaded "
+           "precision (ComfyUI's choice: fp16 on most GPUs; standalone: fp16 autocast on a GPU)",
     sources={
-        "drag.features.blocks": "SDXL: up_blocks[1], 640 channels at the latent resolution (8 image px a feature px), "
-                                "SD 1.5's up_blocks[2] by width, resolution and place (the decoder's second-to-last "
-                                f"level); tracking there finds shifted content as SD 1.5's does ({_LEVELS})",
-        "drag.features.scale": "SDXL works at 1024 px: features at a quarter of the image (256x256 at 1024, as SD 1.5's "
-                               "256x256 at 512), so radii, steps and reach in feature pixels cover the same part of "
-                               "the picture as the papers' (drag_ops/families.py)",
-        "reference.start_block": "SDXL: the decoder's self-attention at half the latent resolution (up_blocks[1]; "
-                                 "blocks 64..69 of 70 on SDXL base), where SD 1.5's blocks 10..15 start; MasaCtrl's "
-                                 "SDXL script tries 44, 54 and 64 and calls its choice untuned",
+        "drag.features.blocks": "ours: SDXL's up_blocks[1], 640 channels at the latent resolution, is SD 1.5's "
+                                "up_blocks[2] by width, resolution and place (the decoder's second-to-last level); "
+                                f"nearest-neighbour tracking finds shifted content there as on SD 1.5's ({_LEVELS})",
+        "drag.features.scale": "ours: SDXL works at 1024 px: features at a quarter of the image (256x256 at 1024, as "
+                               "SD 1.5's half of 512), so radii, steps and reach in feature pixels cover the same "
+                               "part of the picture as the papers' (drag_ops/families.py)",
+        "reference.start_block": "ours: SDXL's decoder self-attention at half the latent resolution (up_blocks[1]; "
+                                 "blocks 64..69 of 70 on SDXL base), the level where SD 1.5's blocks 10..15 start; "
+                                 "its full-resolution level has no attention",
         "guidance.radius": "ours: SD's 5x5 latent patch (40 px of 512) scaled to the same part of a 1024 image "
                            "(9x9 latent pixels)",
         "auto_mask.blocks": "ours: the two up blocks before the last; on SDXL up_blocks[0] and [1] (half and full "
@@ -96,8 +102,20 @@ def of(network) -> Family:
     return getattr(network, "family", None) or SD
 
 
+# The papers' values (SD 1.5) of the settings a family restates: a setting that still holds one is the
+# family's to set; a setting holding anything else was chosen and is kept.
+def _papers_values() -> dict:
+    from .guidance import CorrespondenceGuidance
+    from .model import FeatureSpec
+    from .reference import ReferenceControl
+    return {"drag.features.blocks": FeatureSpec().blocks, "drag.features.scale": FeatureSpec().scale,
+            "reference.start_block": ReferenceControl().start_block,
+            "guidance.radius": CorrespondenceGuidance().radius}
+
+
 def settings(config, network) -> dict:
-    """{setting path: value} the network's family sets on this config (nothing for SD 1.x/2.x)."""
+    """{setting path: value} the network's family states for this config (nothing for SD 1.x/2.x).
+    The values do not depend on the config's current ones, so stating them twice changes nothing."""
     family = of(network)
     if family is SD:
         return {}
@@ -108,17 +126,18 @@ def settings(config, network) -> dict:
         if first is not None:
             out["reference.start_block"] = first
     if getattr(config, "guidance", None) is not None:
-        out["guidance.radius"] = config.guidance.radius * family.picture_latent_scale
-    if config.lora is not None and family.lora_batch_size is not None:
-        out["lora.batch_size"] = family.lora_batch_size
+        out["guidance.radius"] = _papers_values()["guidance.radius"] * family.picture_latent_scale
     return out
 
 
-def adapt(config, network):
-    """A copy of an EditConfig with the network's family's values (each checked by its constructor,
-    as an override is). Apply before the user's overrides, so theirs win."""
-    from .overrides import apply_overrides
-    changes = settings(config, network)
+def adapt(config, network, keep=()):
+    """A copy of an EditConfig with the network's family's values (each checked by its constructor, as
+    an override is), in the settings that still hold the papers' values and that ``keep`` (paths an
+    input set, e.g. the node's overrides) does not name: what a user chose stays theirs."""
+    from .overrides import apply_overrides, settings_of
+    current, papers = settings_of(config), _papers_values()
+    changes = {path: value for path, value in settings(config, network).items()
+               if path not in keep and path in current and current[path] == papers[path]}
     return apply_overrides(config, changes) if changes else config
 
 
@@ -140,15 +159,19 @@ def describe(name: str, config, network) -> dict:
 
 
 def summary(network) -> str:
-    """One line: the family, its notes, and the memory choices in force."""
+    """Two lines: the family with its notes, and the memory choices in force."""
     family = of(network)
+    lines = [f"model family: {family.name}: {family.notes}"]
     checkpointing = getattr(network, "gradient_checkpointing", None)
-    memory = "" if checkpointing is None else \
-        f"; gradient checkpointing {'on' if checkpointing else 'off'}" + \
-        (" (the family's default)" if checkpointing == family.gradient_checkpointing else " (chosen)")
+    memory = f"memory: {family.memory}"
+    if checkpointing is not None and checkpointing != family.gradient_checkpointing:
+        memory += f"; gradient checkpointing {'on' if checkpointing else 'off'} (chosen)"
+    elif checkpointing is not None:
+        memory += f"; gradient checkpointing {'on' if checkpointing else 'off'}"
     dtype = getattr(network, "dtype", None)
-    weights = f"; UNet weights in {str(dtype).replace('torch.', '')}" if dtype is not None else ""
-    return f"model family: {family.name}: {family.notes}{memory}{weights}"
+    if dtype is not None:
+        memory += f"; UNet weights in {str(dtype).replace('torch.', '')}"
+    return "\n".join(lines + [memory])
 
 
 def describe_text(name: str, config, network) -> str:

@@ -14,7 +14,7 @@ from comfyui_drag.drag_ops.pipeline import run_edit
 from comfyui_drag.drag_ops.plan import plan
 from comfyui_drag.drag_ops.points import parse_points
 from comfyui_drag.drag_ops.presets import PRESETS, describe_text, preset, source_of
-from tiny_models import blob_image, tiny_model, tiny_sdxl_cond, tiny_sdxl_model, tiny_sdxl_unet
+from tiny_models import blob_image, tiny_model, tiny_sdxl_cond, tiny_sdxl_model, tiny_sdxl_pipeline, tiny_sdxl_unet
 
 FAST = {"lora.steps": 2, "lora.rank": 4, "lora.batch_size": 2}
 FAST_DRAG = {"DragDiffusion": {"schedule.max_steps": 3}, "FreeDrag": {"schedule.max_steps": 3},
@@ -84,26 +84,48 @@ def test_the_family_sets_features_reference_attention_and_the_clloss_patch(sdxl)
     assert families.adapt(plain, tiny_model().network) is plain
 
 
-def test_the_settings_output_names_the_family_and_its_sources_and_an_override_still_wins(sdxl):
+def test_the_family_leaves_what_the_user_set(sdxl):
+    """A setting the user set keeps its value (keep: the paths an input set), and so does a setting that
+    no longer holds the papers' value; stating the family's values twice changes nothing."""
     network = sdxl.network
-    config = apply_overrides(families.adapt(preset("GoodDrag"), network), {"drag.features.blocks": [2]})
-    text = families.describe_text("GoodDrag", config, network)
-    lines = text.splitlines()
-    assert lines[0].startswith("model family: SDXL: trained at 1024x1024") and "gradient checkpointing on" in lines[0]
-    assert "drag.features.blocks = (2,)  (user)" in lines
-    assert any(line.startswith("drag.features.scale = 4  (SDXL works at 1024 px") for line in lines)
-    assert any(line.startswith("reference.start_block = ") and "MasaCtrl's SDXL script" in line for line in lines)
-    assert "schedule.drag_rounds = 70  (GoodDrag Sec. 4.1 / Alg. 1: K = 70 drag operations)" in lines
+    chosen = apply_overrides(preset("AdaptiveDrag"), {"drag.features.blocks": [2], "guidance.radius": 3})
+    config = families.adapt(chosen, network, keep={"drag.features.blocks": "overrides"})
+    assert config.drag.features.blocks == (2,)  # named by keep
+    assert config.guidance.radius == 3  # not the papers' value any more
+    assert config.drag.features.scale == 4
+    once = families.adapt(preset("AdaptiveDrag"), network)
+    assert families.adapt(once, network) == once and once.guidance.radius == 4
+
+
+def test_the_settings_output_names_the_family_its_memory_choices_and_sources(sdxl):
+    network = sdxl.network
+    config = families.adapt(apply_overrides(preset("GoodDrag"), {"drag.features.blocks": [0]}), network)
+    lines = families.describe_text("GoodDrag", config, network).splitlines()
+    assert lines[0].startswith("model family: SDXL: trained at 1024x1024")
+    assert lines[1].startswith("memory: gradient checkpointing on in the LoRA and the drag")
+    assert "estimate" in lines[1] and lines[1].endswith("; gradient checkpointing on; UNet weights in float32")
+    assert "drag.features.blocks = (0,)  (user)" in lines
+    assert any(line.startswith("drag.features.scale = 4  (ours: SDXL works at 1024 px") for line in lines)
+    assert any(line.startswith("reference.start_block = ") and "up_blocks[1]" in line for line in lines)
+    assert f"schedule.drag_rounds = 70  ({source_of('GoodDrag', 'schedule.drag_rounds')})" in lines
+    network.gradient_checkpointing = False
+    try:
+        assert families.summary(network).splitlines()[1].endswith("gradient checkpointing off (chosen); "
+                                                                  "UNet weights in float32")
+    finally:
+        network.gradient_checkpointing = True
     sd_text = families.describe_text("GoodDrag", preset("GoodDrag"), tiny_model().network)
     assert sd_text.splitlines()[0].startswith("model family: SD 1.x/2.x")
+    assert sd_text.splitlines()[1].startswith("memory: identity LoRA batch 4")
     assert f"drag.features.scale = 2  ({source_of('GoodDrag', 'drag.features')})" in sd_text
-    assert sd_text.splitlines()[1:] == describe_text("GoodDrag").splitlines()  # the presets' own output
+    assert sd_text.splitlines()[2:] == describe_text("GoodDrag").splitlines()  # the presets' own output
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_runs_end_to_end_on_an_sdxl_shaped_unet(sdxl, name):
-    """LoRA, inversion, drag and reference sampling, with the family's values and SDXL's added embeddings."""
-    config = apply_overrides(families.adapt(preset(name), sdxl.network), {**FAST, **FAST_DRAG[name]})
+    """LoRA, inversion, drag and reference sampling, with SDXL's added embeddings; run_edit gives the preset
+    the family's values (features at a quarter of the image)."""
+    config = apply_overrides(preset(name), {**FAST, **FAST_DRAG[name]})
     stages = set()
     result = run_edit(sdxl, blob_image(), parse_points([[10, 12], [18, 12]]), tiny_sdxl_cond(), config,
                       callback=lambda stage, i, n, p: stages.add(stage))
@@ -112,3 +134,29 @@ def test_every_preset_runs_end_to_end_on_an_sdxl_shaped_unet(sdxl, name):
     assert result.drag.geometry.feature_hw == (8, 8)  # a quarter of the image
     assert result.lora is not None and any("up_blocks.1" in k for k in result.lora.state)
     assert result.drag.steps > 0
+
+
+def test_the_bench_cli_runs_on_an_sdxl_checkpoint_folder(tmp_path):
+    """`cli.py bench --drag100 DIR --checkpoint SDXL_FOLDER`: the SDXL pipeline's two text encoders make the
+    context and the pooled prompt, the family's values reach the run (and its JSON), a --set stays as set."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_benchmark import make_drag100
+    folder = tmp_path / "sdxl"
+    tiny_sdxl_pipeline().save_pretrained(folder, safe_serialization=True)
+    report = tmp_path / "report.json"
+    sets = ["lora.steps=2", "lora.rank=4", "lora.batch_size=1", "schedule.max_steps=2", "drag.features.scale=2"]
+    run = subprocess.run([sys.executable, "cli.py", "bench", "--drag100", str(make_drag100(tmp_path / "data")),
+                          "--checkpoint", str(folder), "--presets", "DragDiffusion", "--device", "cpu",
+                          "--json", str(report), *[a for s in sets for a in ("--set", s)]],
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "model family: SDXL" in run.stdout
+    data = json.loads(report.read_text())
+    assert data["model"].startswith("model family: SDXL")
+    settings = data["settings"]["DragDiffusion"]
+    assert settings["drag.features.blocks"] == [1] and settings["drag.features.scale"] == 2  # the family's; --set's
+    assert data["summary"]["DragDiffusion"]["tasks"] == 1
