@@ -111,12 +111,19 @@ class ComfyNetwork:
     def attention_layers(self) -> list[AttentionLayer]:
         return [layer for layer, _ in self._attention_keys()]
 
+    def _pooled_width(self) -> int:
+        return self._config["adm_in_channels"] - 6 * 256  # the rest: six 256-wide size/crop embeddings
+
+    def empty_options(self) -> dict:
+        """The options of an empty prompt's CONDITIONING beside its zero context: SDXL's zero pooled prompt."""
+        return {"pooled_output": torch.zeros(1, self._pooled_width())} if self.family is families.SDXL else {}
+
     def check_conditioning(self, cond, input: str = "conditioning") -> None:
         """SDXL also conditions on the pooled prompt, which ComfyUI's CLIP Text Encode puts beside the
         context with an SDXL CLIP; without it ComfyUI would fail inside the first stage."""
         if self.family is not families.SDXL or cond.native is None:
             return
-        width = self._config["adm_in_channels"] - 6 * 256  # the rest: six 256-wide size/crop embeddings
+        width = self._pooled_width()
         pooled = cond.native[0][1].get("pooled_output")
         if not torch.is_tensor(pooled) or pooled.dim() != 2 or pooled.shape[-1] != width:
             raise DragInputError(f"SDXL needs the pooled prompt ({width} wide) that CLIP Text Encode gives with the "
