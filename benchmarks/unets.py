@@ -44,3 +44,25 @@ def conditioning(name: str, image_hw: tuple[int, int], seed: int = 0):
     context = torch.randn(1, 77, CONTEXT[name], generator=g)
     added = {"text_embeds": torch.randn(1, 1280, generator=g)} if name == "sdxl" else {}
     return Conditioning(context, added)
+
+
+def flops_per_forward(name: str, size: int) -> float:
+    """Floating-point operations of one UNet forward at an image side of `size` (torch's FLOP counter on
+    the meta device: no weights, no compute)."""
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.device("meta"):
+        model = UNet2DConditionModel(**LAYOUTS[name]).eval()
+        z = torch.randn(1, 4, size // 8, size // 8)
+        context = torch.randn(1, 77, CONTEXT[name])
+        added = {"text_embeds": torch.randn(1, 1280), "time_ids": torch.randn(1, 6)} if name == "sdxl" else None
+        with FlopCounterMode(display=False) as counter:
+            model(z, 500, encoder_hidden_states=context, added_cond_kwargs=added)
+    return float(counter.get_total_flops())
+
+
+if __name__ == "__main__":  # python benchmarks/unets.py: the compute of one forward of each layout
+    base = flops_per_forward("sd15", 512)
+    for name, size in (("sd15", 512), ("sdxl", 768), ("sdxl", 1024)):
+        f = flops_per_forward(name, size)
+        print(f"{name} at {size}x{size}: {f / 1e12:.2f} TFLOP per UNet forward, {f / base:.1f}x SD 1.5 at 512")
