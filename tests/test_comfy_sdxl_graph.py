@@ -2,8 +2,9 @@
 each preset, the step-by-step nodes, and SD 1.5 and SDXL graphs in one ComfyUI run without mixing.
 
 No checkpoint file small enough for CI is detected as SDXL: ComfyUI recognises SDXL-class UNets by
-model_channels 320 and 2048-wide context (the smallest such layout, KOALA-700M's depths, is about 75 M
-parameters), and it builds SDXL's text encoder from a fixed 694 M-parameter OpenCLIP-G config. So the MODEL
+model_channels 320 and a 2048-wide context (the smallest UNet matching one of its SDXL-class configs,
+KOALA-700M's depths with every level 320 wide, has 63 M parameters), and it builds SDXL's text encoder from
+a fixed config of 694 M parameters (OpenCLIP ViT-bigG's text tower). So the MODEL
 is a ModelPatcher built from ComfyUI's own SDXL model config (comfy.supported_models.SDXL: a
 comfy.model_base.SDXL, as a loaded SDXL checkpoint is) in SDXL's layout in miniature, and the CONDITIONING is
 what CLIP Text Encode (SDXL) makes: the context and the pooled prompt, with size and crop numbers. A small
@@ -129,6 +130,7 @@ def test_the_step_by_step_nodes_run_on_sdxl(comfyui, sdxl_node):
     assert run.outputs["8"][1].shape == (1, IMAGE_SIZE, IMAGE_SIZE, 3)
     settings = run.outputs["7"][4]
     assert "model family: SDXL" in settings and "guidance.radius = 4  (ours: SD's 5x5 latent patch" in settings
+    assert "; gradient checkpointing on" in settings  # the input off: the family's choice
     assert run.outputs["9"][0].shape == (1, IMAGE_SIZE, IMAGE_SIZE)
 
 
