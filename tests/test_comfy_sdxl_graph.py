@@ -24,7 +24,7 @@ pytestmark = requires_comfyui
 
 POINTS = json.dumps([{"handle": [20, 24], "target": [36, 28]}])
 SDXL_NODE = "DragTestTinySDXL"
-FAST = {"lora.steps": 1, "lora.rank": 4, "lora.batch_size": 1}
+FAST = {"lora.steps": 1, "lora.rank": 4, "lora.batch_size": 1, "inversion_strength": 0.1}  # 5 of 50 DDIM steps
 FAST_DRAG = {"DragDiffusion": {"schedule.max_steps": 2}, "FreeDrag": {"schedule.max_steps": 2},
              "StableDrag": {"schedule.max_steps": 2}, "AdaptiveDrag": {"schedule.max_steps": 2, "schedule.n": 2},
              "GoodDrag": {"schedule.drag_rounds": 2, "schedule.rounds_per_denoise": 1}}
