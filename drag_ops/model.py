@@ -87,22 +87,26 @@ class FeatureSpec:
     """Which decoder features the drag looks at and at which resolution.
 
     blocks: indices into ``unet.up_blocks``; their outputs are resized (bilinear) to the
-    feature size and concatenated along channels. size None means half the image size.
+    feature size and concatenated along channels. size None means the image size divided by
+    scale: image pixels per feature pixel (2, half the image, as the papers on SD 1.5; a model
+    family made for larger images sets more, drag_ops/families.py).
     """
 
     blocks: tuple[int, ...] = (2,)
     size: tuple[int, int] | None = None  # (height, width)
+    scale: int = 2
 
     # which blocks exist depends on the model: DiffusionModel.check_features
     RULES = {"blocks": Items(Number(-64, 63, whole=True), 1, 16),
              "size": Items(Number(1, MAX_FEATURE_SIZE, whole=True), 2, 2, optional=True,
-                           label="[height, width] in feature pixels")}
+                           label="[height, width] in feature pixels"),
+             "scale": Number(1, 64, whole=True)}
 
     def __post_init__(self):
         rules.check(self)
 
     def resolve(self, image_hw: tuple[int, int]) -> tuple[int, int]:
-        return self.size or (image_hw[0] // 2, image_hw[1] // 2)
+        return self.size or (max(image_hw[0] // self.scale, 1), max(image_hw[1] // self.scale, 1))
 
 
 class DiffusionModel:

@@ -16,6 +16,9 @@ from typing import Callable, Protocol, Sequence, TypeVar
 
 import torch
 
+from . import families
+from .errors import DragInputError
+
 T = TypeVar("T")
 
 
@@ -96,12 +99,17 @@ def mutual_attention_kv(hidden: torch.Tensor) -> torch.Tensor:
 
 
 class DiffusersUNet:
-    """A diffusers UNet2DConditionModel as a Network (the standalone engine, CLI and benchmarks)."""
+    """A diffusers UNet2DConditionModel as a Network (the standalone engine, CLI and benchmarks).
+    SD 1.x/2.x and SDXL (drag_ops/families.py): SDXL's added embeddings come from the Conditioning's
+    ``added`` ("text_embeds", the pooled prompt; "time_ids" if given, else filled in as ComfyUI does)."""
 
-    def __init__(self, unet, gradient_checkpointing: bool = False):
+    def __init__(self, unet, gradient_checkpointing: bool | None = None):
         self.unet = unet
-        # recompute activations in backward: SD 1.5 at 512x512 then fits 8 GB, at ~30% more time
-        self.gradient_checkpointing = gradient_checkpointing
+        self.family = families.of_diffusers_config(unet.config)
+        # recompute activations in backward: SD 1.5 at 512x512 then fits 8 GB, at ~30% more time;
+        # None: the family's default (on for SDXL)
+        self.gradient_checkpointing = self.family.gradient_checkpointing if gradient_checkpointing is None \
+            else gradient_checkpointing
 
     @property
     def device(self) -> torch.device:
@@ -165,9 +173,28 @@ class DiffusersUNet:
             for attn, proc in installed:
                 attn.set_processor(proc)
 
+    def check_conditioning(self, cond, input: str = "conditioning") -> None:
+        """SDXL conditions on the pooled prompt too: it must be there, 1280 wide."""
+        if self.unet.config.addition_embed_type != "text_time":
+            return
+        pooled = cond.added.get("text_embeds")
+        width = families.POOLED_WIDTH
+        if pooled is None or pooled.dim() != 2 or pooled.shape[-1] != width:
+            raise DragInputError(f"SDXL needs the pooled prompt embedding (added['text_embeds'], [1, {width}]) beside "
+                                 "the context: encode the prompt with the checkpoint's two text encoders", input=input)
+
+    def _added(self, z: torch.Tensor, added: dict) -> dict:
+        """SDXL's size and crop conditioning, when not given: original and target size the image's, crop
+        (0, 0), in image pixels (latent x 8), which is what ComfyUI's KSampler uses by default."""
+        if self.unet.config.addition_embed_type != "text_time" or "time_ids" in added:
+            return added
+        h, w = (8 * s for s in z.shape[-2:])
+        time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=torch.float32).expand(z.shape[0], 6)
+        return {**added, "time_ids": time_ids}
+
     def predict(self, z, t, cond, levels=()):
         dev, dt = self.device, self.dtype
-        added = {k: v.to(dev, dt) for k, v in cond.added.items()} or None
+        added = {k: v.to(dev, dt) for k, v in self._added(z, cond.added).items()} or None
         captured: list[torch.Tensor] = []
         with capture_outputs([self.unet.up_blocks[b] for b in levels], captured), autocast(dev, dt):
             out = self.unet(z.to(dev, dt), t, encoder_hidden_states=cond.context.to(dev, dt),

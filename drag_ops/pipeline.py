@@ -78,13 +78,15 @@ def sample_stage(model: DiffusionModel, trajectory: Trajectory, result: DraggedL
 
 def run_edit(model: DiffusionModel, image: torch.Tensor, points: DragPoints, cond: Conditioning,
              config: EditConfig = EditConfig(), mask: torch.Tensor | None = None,
-             callback: Callback | None = None) -> EditResult:
+             callback: Callback | None = None, set_by: dict | None = None) -> EditResult:
     """Drag-edit one image [1, 3, H, W] in [-1, 1] (points in image pixels, mask [H, W] or None).
     With config.auto_mask the mask is the superpixel auto-mask (intersected with `mask` if given).
+    On a model family made for other images than the papers' (SDXL) the config's papers' values take
+    the family's (drag_ops/families.py), except the settings ``set_by`` names ({path: who set it}).
     Everything the stages would find wrong with the inputs is found before the first (:func:`.plan.plan`)."""
     image_hw = check_image(image, model)
-    plan(model, config, STAGES if config.lora else STAGES[1:], image_hw=image_hw, points=points, mask=mask,
-         cond=cond)
+    config = plan(model, config, STAGES if config.lora else STAGES[1:], image_hw=image_hw, points=points,
+                  mask=mask, cond=cond, set_by=set_by).config  # with the model family's values
     latent = model.codec.encode(image.to(model.device))
     lora = train_identity_lora(model, latent, cond, config.lora, callback) if config.lora else None
     if lora is not None:

@@ -20,6 +20,7 @@ from typing import Callable, Union
 
 import torch
 
+from . import families
 from .automask import feature_blocks
 from .drag import check_mask
 from .errors import DragInputError
@@ -37,6 +38,7 @@ class Plan:
     stages: dict  # {stage: steps} of the stages that will run, in order: a progress bar's layout
     mask: torch.Tensor | None  # the checked mask [H, W], 0/1 (None: all editable)
     cond: Conditioning | None  # the conditioning, checked against the model
+    config: object = None  # the config with the model family's values (drag_ops/families.py), for the stages
 
 
 def check_image_size(image_hw: tuple[int, int], model: DiffusionModel) -> None:
@@ -52,6 +54,9 @@ def check_conditioning(cond: Conditioning, model: DiffusionModel, input: str = "
     if cond.context.dim() != 3 or cond.context.shape[-1] != width:
         raise DragInputError(f"conditioning width {cond.context.shape[-1]} does not fit the model's {width}: "
                              "encode the prompt with the CLIP of the same checkpoint", input=input)
+    network_check = getattr(model.network, "check_conditioning", None)  # what else a family needs (SDXL's pooled prompt)
+    if network_check is not None:
+        network_check(cond, input)
 
 
 def check_depth(model: DiffusionModel, strength: float, available: int) -> int:
@@ -79,7 +84,9 @@ def plan(model: Union[DiffusionModel, Callable[[], DiffusionModel]], config, sta
       the model's context width.
     inverted: inversion steps an existing inversion holds; sample_from: the step index sampling
       starts from, when known (else: the inversion's, less the denoising steps a schedule takes).
-    set_by: {setting path: the input that set it}; a setting the model cannot take blames that input.
+    set_by: {setting path: the input that set it}; a setting the model cannot take blames that input,
+      and the model family's values (:func:`.families.adapt`) leave it as it was set. The stages run
+      with the plan's config, which holds the family's values.
     """
     if points is not None:
         if len(points) == 0:
@@ -88,6 +95,7 @@ def plan(model: Union[DiffusionModel, Callable[[], DiffusionModel]], config, sta
             points.validate_in(image_hw[1], image_hw[0])
     mask = check_mask(mask, image_hw) if image_hw is not None else None
     model = model() if callable(model) else model
+    config = families.adapt(config, model.network, keep=set_by or {})
     if image_hw is not None:
         check_image_size(image_hw, model)
     cond = cond() if callable(cond) else cond
@@ -96,7 +104,7 @@ def plan(model: Union[DiffusionModel, Callable[[], DiffusionModel]], config, sta
     _check_fit(model, config, stages, set_by or {})
     if inverted is not None and "drag" in stages:
         check_depth(model, config.inversion_strength, inverted)
-    return Plan(model, _steps(model, config, stages, sample_from), mask, cond)
+    return Plan(model, _steps(model, config, stages, sample_from), mask, cond, config)
 
 
 def _check_fit(model: DiffusionModel, config, stages, set_by: dict) -> None:
@@ -109,8 +117,9 @@ def _check_fit(model: DiffusionModel, config, stages, set_by: dict) -> None:
             if path in set_by:
                 raise DragInputError(f"{e.detail} ({path} = {shown!r}, from {set_by[path]})",
                                      input=set_by[path]) from None
-            raise DragInputError(f"{e.detail} ({path} = {shown!r} is the preset's value, for the SD 1.x/2.x "
-                                 f"layout, which this MODEL does not have; override {path} to use it anyway)",
+            raise DragInputError(f"{e.detail} ({path} = {shown!r} is the preset's value, for the "
+                                 f"{families.of(model.network).name} layout, which this MODEL does not have; "
+                                 f"override {path} to use it anyway)",
                                  input="model") from None
 
     if "lora" in stages and config.lora is not None:

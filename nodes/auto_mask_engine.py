@@ -18,9 +18,10 @@ EMPTY_TOKENS = 77
 
 
 def empty_conditioning(model: DiffusionModel) -> Conditioning:
-    """A zero text context: the features only need to see the image."""
+    """A zero text context (and on SDXL a zero pooled prompt): the features only need to see the image."""
     context = torch.zeros(1, EMPTY_TOKENS, model.network.context_width)
-    return Conditioning(context.to(model.device), native=[[context, {}]])
+    options = getattr(model.network, "empty_options", dict)()
+    return Conditioning(context.to(model.device), native=[[context, options]])
 
 
 def compute_auto_mask(model: DiffusionModel, image: torch.Tensor, points: DragPoints, cond: Conditioning | None = None,

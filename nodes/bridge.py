@@ -30,8 +30,8 @@ from .comfy_network import ComfyNetwork, add_lora_patches
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = ("a Stable Diffusion 1.x or 2.x UNet checkpoint (SD 1.5, SD 2.1 base or 768-v, and "
-             "models fine-tuned or merged from them), with epsilon or v prediction")
+SUPPORTED = ("a Stable Diffusion 1.x, 2.x or SDXL UNet checkpoint (SD 1.5, SD 2.1 base or 768-v, SDXL base "
+             "1.0, and models fine-tuned or merged from them), with epsilon or v prediction")
 MAX_NAME_BYTES = 120  # of a saved LoRA's name stem (file names may hold 255)
 
 
@@ -48,17 +48,21 @@ def _normal_copy(t: torch.Tensor, device=None, dtype=None) -> torch.Tensor:
 # -- MODEL ---------------------------------------------------------------------------------------
 
 def check_supported(model_patcher) -> None:
-    """Reject what the engine cannot drag, before anything loads: a UNet of the SD 1.x / 2.x family
-    (text cross-attention, latent in = latent out)."""
+    """Reject what the engine cannot drag, before anything loads: a UNet of the SD 1.x / 2.x or SDXL
+    family (text cross-attention, latent in = latent out; SDXL's pooled-prompt and size embedding)."""
     import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
+    import comfy.model_base as model_base
 
     base = getattr(model_patcher, "model", None)
     kind = type(base).__name__
     if not isinstance(getattr(base, "diffusion_model", None), openaimodel.UNetModel):
         raise _unsupported(f"this MODEL is a {kind}, not a UNet")
     cfg = base.model_config.unet_config
-    if cfg.get("adm_in_channels") or cfg.get("num_classes") is not None:
-        raise _unsupported(f"this MODEL ({kind}) is an SDXL-class or class-conditioned UNet")
+    if isinstance(base, model_base.SDXLRefiner):
+        raise _unsupported("this MODEL is the SDXL refiner, trained only for the last, low-noise fifth of the "
+                           "denoising (the drag works at about t = 700)")
+    if not isinstance(base, model_base.SDXL) and (cfg.get("adm_in_channels") or cfg.get("num_classes") is not None):
+        raise _unsupported(f"this MODEL ({kind}) is a class- or image-conditioned UNet")
     if cfg.get("use_temporal_resblock") or cfg.get("use_temporal_attention"):
         raise _unsupported(f"this MODEL ({kind}) is a video UNet")
     if not cfg.get("context_dim"):
@@ -106,6 +110,12 @@ def diffusion_model_with_codec(model_patcher, codec, num_steps: int = 50) -> Dif
     Loads nothing (ComfyUI loads the weights when a stage runs), so the checks before a stage read
     its layout; rejects models the pack cannot drag."""
     check_supported(model_patcher)
+    latent_format = model_patcher.get_model_object("latent_format")
+    made_for = getattr(codec, "latent_format", latent_format)
+    if type(made_for) is not type(latent_format):  # e.g. an SD 1.5 inversion given to an SDXL MODEL: same channels
+        raise DragInputError(f"the inversion was made with a {type(made_for).__name__} model's latents, but this MODEL "
+                             f"takes {type(latent_format).__name__} latents: invert with the same MODEL",
+                             input="inversion")
     schedule = schedule_from_comfy(model_patcher, num_steps)
     channels = model_patcher.model.model_config.unet_config["in_channels"]
     if codec.latent_channels != channels:

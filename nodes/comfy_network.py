@@ -23,6 +23,7 @@ from contextlib import ExitStack, contextmanager
 
 import torch
 
+from ..drag_ops import families
 from ..drag_ops.errors import DragInputError
 from ..drag_ops.lora import kohya_state_dict
 from ..drag_ops.network import AttentionLayer, Stage, capture_outputs, mutual_attention_kv
@@ -38,11 +39,16 @@ LORA_NAMES = {"conv1": "in_layers.2", "conv2": "out_layers.3", "conv_shortcut": 
 
 
 class ComfyNetwork:
-    """A ComfyUI MODEL (ModelPatcher of an SD-family UNet) as the engine's Network."""
+    """A ComfyUI MODEL (ModelPatcher of an SD 1.x/2.x or SDXL UNet) as the engine's Network. The
+    family (drag_ops/families.py) is ComfyUI's model class: SDXL for comfy.model_base.SDXL (SDXL base,
+    its fine-tunes and merges, and the distilled SSD-1B / Vega / KOALA layouts), else SD 1.x/2.x."""
 
-    def __init__(self, patcher, gradient_checkpointing: bool = False):
+    def __init__(self, patcher, gradient_checkpointing: bool | None = None):
         self.patcher = patcher
-        self.gradient_checkpointing = gradient_checkpointing
+        self.family = comfy_family(patcher)
+        # None: the family's default (on for SDXL)
+        self.gradient_checkpointing = self.family.gradient_checkpointing if gradient_checkpointing is None \
+            else gradient_checkpointing
         self._config = patcher.model.model_config.unet_config
         self._predictor = None  # (guider, extra_args) while a stage runs
 
@@ -104,6 +110,24 @@ class ComfyNetwork:
 
     def attention_layers(self) -> list[AttentionLayer]:
         return [layer for layer, _ in self._attention_keys()]
+
+    def _pooled_width(self) -> int:
+        return self._config["adm_in_channels"] - 6 * 256  # the rest: six 256-wide size/crop embeddings
+
+    def empty_options(self) -> dict:
+        """The options of an empty prompt's CONDITIONING beside its zero context: SDXL's zero pooled prompt."""
+        return {"pooled_output": torch.zeros(1, self._pooled_width())} if self.family is families.SDXL else {}
+
+    def check_conditioning(self, cond, input: str = "conditioning") -> None:
+        """SDXL also conditions on the pooled prompt, which ComfyUI's CLIP Text Encode puts beside the
+        context with an SDXL CLIP; without it ComfyUI would fail inside the first stage."""
+        if self.family is not families.SDXL or cond.native is None:
+            return
+        width = self._pooled_width()
+        pooled = cond.native[0][1].get("pooled_output")
+        if not torch.is_tensor(pooled) or pooled.dim() != 2 or pooled.shape[-1] != width:
+            raise DragInputError(f"SDXL needs the pooled prompt ({width} wide) that CLIP Text Encode gives with the "
+                                 "SDXL checkpoint's CLIP; this conditioning has none", input=input)
 
     # -- stages ------------------------------------------------------------------------------
     def run(self, stage: Stage, cond, latent_hw, body):
@@ -170,6 +194,12 @@ class ComfyNetwork:
             self._diffusers_names = {v: k for k, v in to_ldm.items()}
         name = self._diffusers_names.get(f"{module}.weight", f"{module}.weight")[:-len(".weight")]
         return "lora_unet_" + name.replace(".", "_")
+
+
+def comfy_family(patcher):
+    """The model family of a ComfyUI MODEL, from ComfyUI's model class."""
+    import comfy.model_base
+    return families.SDXL if isinstance(patcher.model, comfy.model_base.SDXL) else families.SD
 
 
 def _level_of(block_id: int, per_level: list[int]) -> int:

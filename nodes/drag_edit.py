@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..drag_ops import presets, rules
+from ..drag_ops import families, rules
 from ..drag_ops.pipeline import run_edit
 from ..drag_ops.plan import STAGES, plan
 from .bridge import apply_identity_lora, conditioning_from_comfy, diffusion_model_from_comfy
@@ -28,7 +28,7 @@ class DragEdit(io.ComfyNode):
                          "preset and samples under reference control. Use the separate nodes to re-drag cheaply "
                          "(ComfyUI then reuses the LoRA and the inversion)."),
             inputs=[
-                io.Model.Input("model", tooltip="An SD 1.x/2.x model, as loaded."),
+                io.Model.Input("model", tooltip="An SD 1.x/2.x or SDXL model, as loaded."),
                 io.Vae.Input("vae", tooltip="The checkpoint's VAE."),
                 io.Image.Input("image", tooltip="The image to edit."),
                 io.Conditioning.Input("conditioning", tooltip="A prompt describing the image (empty works)."),
@@ -68,13 +68,15 @@ class DragEdit(io.ComfyNode):
             checked = plan(lambda: diffusion_model_from_comfy(model, vae), config,
                            STAGES if identity_lora else STAGES[1:], image_hw=(h, w), points=points, mask=user_mask,
                            cond=lambda: conditioning_from_comfy(conditioning), set_by=overridden(overrides))
+            config = checked.config  # with the model family's values (SDXL: drag_ops/families.py)
             with Progress(checked.stages, model, (h, w)) as progress:
-                result = run_edit(checked.model, img, points, checked.cond, config, user_mask, progress)
+                result = run_edit(checked.model, img, points, checked.cond, config, user_mask, progress,
+                                  set_by=overridden(overrides))
             out_model = model
             if result.lora is not None:
                 out_model, _ = apply_identity_lora(model, result.lora, NODE_NAME)
             preview = trajectory_image(img, result.drag.history, points.targets, user_mask)
-        settings = presets.describe_text(preset, config)
+        settings = families.describe_text(preset, config, checked.model.network)
         if not identity_lora:
             settings = "identity LoRA: off (the identity_lora input)\n" + settings
         return io.NodeOutput(image_to_comfy(result.image), latent_to_comfy(model, result.latent), out_model, preview,

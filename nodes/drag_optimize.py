@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..drag_ops import presets, strategies
+from ..drag_ops import families, presets, strategies
 from ..drag_ops.pipeline import drag_stage, editable_region
 from ..drag_ops.plan import plan
 from .bridge import conditioning_from_comfy, diffusion_model_with_codec, identity_lora_text
@@ -64,7 +64,8 @@ class DragLatentOptimizer(io.ComfyNode):
                 overrides_input(),
                 io.Boolean.Input("gradient_checkpointing", default=False, optional=True, tooltip=(
                     "Recompute activations in the backward pass: less GPU memory (SD 1.5 at 512x512 fits 8 GB), "
-                    "about a third slower.")),
+                    "about a third slower. Off: the model family's choice, which is on for SDXL (the settings "
+                    "output says which is in force).")),
             ],
             outputs=[
                 DRAG_RESULT.Output(display_name="drag",
@@ -93,9 +94,10 @@ class DragLatentOptimizer(io.ComfyNode):
                            ("drag",), image_hw=(h, w), points=points, mask=user_mask,
                            cond=lambda: conditioning_from_comfy(conditioning), inverted=inversion.trajectory.steps,
                            set_by=overridden(overrides))
-            cond = checked.cond
-            dm = checked.model
-            dm.network.gradient_checkpointing = gradient_checkpointing
+            cond, dm = checked.cond, checked.model
+            config = checked.config  # with the model family's values (SDXL: drag_ops/families.py)
+            if gradient_checkpointing:  # off: the model family's choice (on for SDXL)
+                dm.network.gradient_checkpointing = True
             trajectory = inversion.trajectory
             region, labels = editable_region(dm, inversion.image, trajectory.at(0), cond, points, user_mask, config)
             with Progress(checked.stages, model, (h, w)) as progress:
@@ -103,7 +105,8 @@ class DragLatentOptimizer(io.ComfyNode):
             latent = latent_to_comfy(model, result.latent)
             used = region if region is not None else torch.ones(h, w)
             preview = trajectory_image(inversion.image, result.history, points.targets, region)
-        drag_result = DragResult(result, config, inversion.num_steps, region, inversion.trajectory.at(0).clone())
+        drag_result = DragResult(result, config, inversion.num_steps, region, inversion.trajectory.at(0).clone(),
+                                  set_by=overridden(overrides))
         # the LoRA is the MODEL's (Drag Identity LoRA's, maybe cached from another run), not the preset's
-        settings = identity_lora_text(model) + "\n" + presets.describe_text(preset, config)
+        settings = identity_lora_text(model) + "\n" + families.describe_text(preset, config, dm.network)
         return io.NodeOutput(drag_result, latent, preview, used[None].float(), settings)

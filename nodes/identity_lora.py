@@ -27,7 +27,8 @@ class DragIdentityLoRA(io.ComfyNode):
                          "returns the MODEL with it applied, like LoraLoader would. Optionally saves it as a "
                          ".safetensors LoRA into models/loras for reuse with the stock LoraLoader."),
             inputs=[
-                io.Model.Input("model", tooltip="An SD 1.x/2.x model, as loaded (LoRA stacks and merges are kept)."),
+                io.Model.Input("model", tooltip=(
+                    "An SD 1.x/2.x or SDXL model, as loaded (LoRA stacks and merges are kept).")),
                 io.Vae.Input("vae", tooltip="The checkpoint's VAE, to encode the image."),
                 io.Image.Input("image", tooltip="The image to edit (one image; sides a multiple of 8 for SD)."),
                 io.Conditioning.Input("conditioning",

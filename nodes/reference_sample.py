@@ -37,7 +37,7 @@ class DragReferenceSampler(io.ComfyNode):
                     "edited latent.")),
                 io.Int.Input("start_block", default=-1, min=-1, max=64, tooltip=(
                     "First transformer block (counted down, mid, up) under reference control. -1: the blocks of "
-                    "the last two decoder levels (10..15 on SD 1.5).")),
+                    "the last two decoder levels (10..15 on SD 1.5), on SDXL those of up_blocks[1] (64..69).")),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent",
@@ -57,12 +57,14 @@ class DragReferenceSampler(io.ComfyNode):
                 control = rules.build(ReferenceControl, start_block=None if start_block < 0 else start_block)
             config = rules.replace(drag.config, reference=control)
             chosen = {"reference.start_block": "start_block"} if control and control.start_block is not None else {}
+            # what the user set at the optimizer stays; the reference control is this node's own
+            kept = {path: by for path, by in drag.set_by.items() if not path.startswith("reference.")}
             checked = plan(lambda: diffusion_model_with_codec(model, inversion.codec, inversion.num_steps), config,
                            ("sample",), cond=lambda: conditioning_from_comfy(conditioning),
-                           sample_from=drag.result.step_index, set_by=chosen)
+                           sample_from=drag.result.step_index, set_by={**kept, **chosen})
             dm = checked.model
             with Progress(checked.stages, model, inversion.image_hw) as progress:
-                original, edited = sample_stage(dm, inversion.trajectory, drag.result, checked.cond, config,
+                original, edited = sample_stage(dm, inversion.trajectory, drag.result, checked.cond, checked.config,
                                                 progress)
             images = dm.codec.decode(torch.cat([edited, original]))
         return io.NodeOutput(latent_to_comfy(model, edited), image_to_comfy(images[:1]), image_to_comfy(images[1:]))

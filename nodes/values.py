@@ -4,7 +4,7 @@ a node makes on what it received. DRAG_POINTS carries drag_ops.points.DragPoints
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,6 +37,7 @@ class DragResult:
     num_steps: int
     mask: torch.Tensor | None
     origin: torch.Tensor | None = None  # the inversion's encoded image: the sampler checks it gets the same
+    set_by: dict = field(default_factory=dict)  # {setting path: input} the user set (the family leaves them)
 
 
 def check_inversion(inversion) -> Inversion:

@@ -430,7 +430,7 @@ def make_comfy_model(config_class: str, unet_config: dict, *, model_type: str | 
 # -- the same weights in the standalone engine (parity of the two backends) ---------------------
 
 def diffusers_unet_config(model_patcher) -> dict:
-    """The UNet2DConditionModel config equivalent to a ComfyUI SD1.x/2.x MODEL (any depth)."""
+    """The UNet2DConditionModel config equivalent to a ComfyUI SD1.x/2.x or SDXL MODEL (any depth)."""
     import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
     import torch
 
@@ -473,8 +473,13 @@ def diffusers_unet_config(model_patcher) -> dict:
 
     heads_cfg, head_channels = cfg.get("num_heads", -1), cfg.get("num_head_channels", -1)
     heads = [c // head_channels if head_channels != -1 else heads_cfg for c in channels]
+    added = {}
+    if type(base).__name__ == "SDXL":  # the pooled prompt and six size/crop numbers, each a 256-wide embedding
+        added = dict(addition_embed_type="text_time", addition_time_embed_dim=256,
+                     projection_class_embeddings_input_dim=cfg["adm_in_channels"])
 
     return dict(
+        **added,
         sample_size=64,
         in_channels=cfg["in_channels"], out_channels=cfg["out_channels"],
         down_block_types=down_types, up_block_types=up_types,

@@ -331,9 +331,10 @@ def test_full_size_layouts_as_the_papers_count_them(pack, config_class, unet_con
     assert all(k.startswith(("lora_unet_down_blocks", "lora_unet_mid_block", "lora_unet_up_blocks")) for k in keys)
 
 
-TINY_SDXL = {
+# the SDXL refiner's kind of UNet (its 2560-wide added embedding: pooled prompt, size, crop, aesthetic score)
+TINY_REFINER = {
     "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
-    "num_classes": "sequential", "adm_in_channels": 2816, "in_channels": 4, "out_channels": 4,
+    "num_classes": "sequential", "adm_in_channels": 2560, "in_channels": 4, "out_channels": 4,
     "model_channels": 32, "num_res_blocks": [1], "channel_mult": [1], "transformer_depth": [1],
     "transformer_depth_output": [1, 1], "transformer_depth_middle": 1, "use_linear_in_transformer": True,
     "context_dim": 64, "num_head_channels": 32, "use_temporal_resblock": False, "use_temporal_attention": False,
@@ -346,11 +347,11 @@ TINY_FLUX = {
 
 
 @pytest.mark.parametrize("config_class, unet_config, named", [
-    ("SDXL", TINY_SDXL, "SDXL"), ("Flux", TINY_FLUX, "Flux")])
+    ("SDXLRefiner", TINY_REFINER, "SDXL refiner"), ("Flux", TINY_FLUX, "Flux")])
 def test_other_model_families_get_a_clear_error(bridge, tiny_sd15, input_error, config_class, unet_config, named):
     _, _, vae = tiny_sd15
     model = make_comfy_model(config_class, unet_config, device="meta")
-    with pytest.raises(input_error, match=f"{named}.*Stable Diffusion 1.x or 2.x"):
+    with pytest.raises(input_error, match=f"{named}.*Stable Diffusion 1.x, 2.x or SDXL"):
         engine(bridge, model, vae)
 
 
@@ -363,7 +364,7 @@ def test_flow_sampling_gets_a_clear_error(bridge, tiny_sd15, input_error):
 
     flow = model.clone()
     flow.add_object_patch("model_sampling", Flow(model.model.model_config))
-    with pytest.raises(input_error, match="samples with ModelSamplingDiscreteFlow.*Stable Diffusion 1.x or 2.x"):
+    with pytest.raises(input_error, match="samples with ModelSamplingDiscreteFlow.*Stable Diffusion 1.x, 2.x or SDXL"):
         engine(bridge, flow, vae)
     assert "model_sampling" not in model.object_patches
 

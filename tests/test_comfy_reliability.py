@@ -251,11 +251,11 @@ def test_a_drag_from_another_inversion_is_refused(pack, env, chain):
         call(pack.sample, chain.model, other, chain.drag, env.cond, True, -1)
 
 
-@pytest.mark.parametrize("config_class, named", [("SDXL", "SDXL"), ("Flux", "Flux")])
+@pytest.mark.parametrize("config_class, named", [("SDXLRefiner", "SDXL refiner"), ("Flux", "Flux")])
 def test_unsupported_models_are_named_by_every_model_node(pack, env, config_class, named):
-    from test_comfy_network import TINY_FLUX, TINY_SDXL
-    model = make_comfy_model(config_class, TINY_SDXL if config_class == "SDXL" else TINY_FLUX, device="meta")
-    expected = rf"input 'model': .*{named}.*Stable Diffusion 1.x or 2.x"
+    from test_comfy_network import TINY_FLUX, TINY_REFINER
+    model = make_comfy_model(config_class, TINY_REFINER if config_class == "SDXLRefiner" else TINY_FLUX, device="meta")
+    expected = rf"input 'model': .*{named}.*Stable Diffusion 1.x, 2.x or SDXL"
     with pytest.raises(pack.error, match="^Drag Identity LoRA / " + expected):
         call(pack.lora, model, env.vae, env.image, env.cond, 2, 2, 1e-3, 1, 0)
     with pytest.raises(pack.error, match="^Drag DDIM Inversion / " + expected):

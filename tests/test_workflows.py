@@ -25,7 +25,8 @@ PRESET_FILES = {"DragDiffusion": "Drag with DragDiffusion", "FreeDrag": "Drag wi
                 "StableDrag": "Drag with StableDrag", "GoodDrag": "Drag with GoodDrag",
                 "AdaptiveDrag": "Drag with AdaptiveDrag auto mask"}
 STEP_BY_STEP, REFINE, REUSE = "Drag step by step", "Drag, then refine with KSampler", "Drag with a saved identity LoRA"
-EXPECTED = set(PRESET_FILES.values()) | {STEP_BY_STEP, REFINE, REUSE}
+SDXL = "Drag on SDXL"
+EXPECTED = set(PRESET_FILES.values()) | {STEP_BY_STEP, REFINE, REUSE, SDXL}
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +102,17 @@ def test_preset_workflows_use_their_preset_with_its_defaults(preset, pack_specs)
         edit_mask = next(i for i in edit["inputs"] if i["name"] == "mask")
         link = next(link for link in wf["links"] if link[0] == edit_mask["link"])
         assert link[1] == auto["id"]
+
+
+def test_the_sdxl_workflow_loads_sdxl_base_and_says_what_differs(pack_specs):
+    wf = WORKFLOWS[SDXL]
+    [ckpt] = nodes_of(wf, "CheckpointLoaderSimple")
+    assert ckpt["widgets_values"][0] == "sd_xl_base_1.0.safetensors"
+    [edit] = nodes_of(wf, "DragEdit")
+    assert wg.named_widgets(pack_specs["DragEdit"], edit)["preset"] == "DragDiffusion"
+    notes = " ".join(n["widgets_values"][0] for n in nodes_of(wf, "Note"))
+    for said in ("1024 x 1024", "multiple of 32", "Time:", "Memory:", "24 GB", "estimate"):
+        assert said in notes, said
 
 
 def test_step_by_step_workflow_shows_each_stage_in_a_group():

@@ -3,6 +3,7 @@
     python -m workbench demo [--preset NAME] [--out DIR]     a drag edit on the bundled shapes model
     python -m workbench bench [--presets A,B] [--tasks N]    the shapes-world drag benchmark (table + JSON)
     python -m workbench bench --dragbench DIR --checkpoint SD    the same metrics on DragBench / Drag100 folders
+                                                               (SD 1.x/2.x or SDXL: a diffusers folder or a file)
 """
 
 from __future__ import annotations
@@ -178,9 +179,10 @@ def _save_images(folder, tasks, images) -> None:
 
 def _bench_real(args, names, sets) -> dict:
     from . import datasets, metrics
+    from comfyui_drag.drag_ops import families
 
     if not args.checkpoint:
-        raise SystemExit("--dragbench / --drag100 need --checkpoint (a local SD diffusers folder or file)")
+        raise SystemExit("--dragbench / --drag100 need --checkpoint (a local SD or SDXL diffusers folder or file)")
     device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     if args.dragbench:
         print(f"loading DragBench metadata from {args.dragbench}: meta_data.pkl files are unpickled")
@@ -189,15 +191,22 @@ def _bench_real(args, names, sets) -> dict:
         samples = datasets.load_drag100(args.drag100)
     if args.tasks:
         samples = samples[:args.tasks]
-    model, encode = datasets.load_checkpoint(args.checkpoint, device)
+    model, encode = datasets.load_checkpoint(args.checkpoint, device, config=args.config)
+    family = families.summary(model.network)
+    print(family)
     fidelity = metrics.Fidelity(device)
     if not fidelity.usable:
         print(f"1 - LPIPS skipped: {fidelity.reason}")
-    results = datasets.run(model, encode, samples, bench_configs(names, sets), fidelity=fidelity)
+    configs = bench_configs(names, sets)
+    set_by = {path: "--set" for paths in sets.values() for path in paths}  # the family leaves these as set
+    results = datasets.run(model, encode, samples, configs, fidelity=fidelity, set_by=set_by)
     summary = datasets.summarise(results)
     from .shapes.benchmark import table
     return {"benchmark": "dragbench" if args.dragbench else "drag100", "checkpoint": str(args.checkpoint),
-            "lpips": fidelity.usable or fidelity.reason, "summary": summary, "results": results,
+            "model": family, "lpips": fidelity.usable or fidelity.reason, "summary": summary, "results": results,
+            "settings": {n: {k: v["value"] for k, v in families.describe(n, families.adapt(c, model.network, set_by),
+                                                                          model.network).items()}
+                         for n, c in configs.items()},
             "table": table(summary, datasets.COLUMNS)}
 
 
@@ -237,8 +246,12 @@ def main(argv=None) -> None:
     b.add_argument("--drag100", default=None, metavar="DIR",
                    help="Drag100 folder (<sample>/original.jpg, mask.png, points.json)")
     b.add_argument("--checkpoint", default=None,
-                   help="local Stable Diffusion checkpoint for --dragbench/--drag100: a diffusers folder or a "
-                   "single file, loaded by diffusers from disk only (nothing is downloaded)")
+                   help="local SD 1.x/2.x or SDXL checkpoint for --dragbench/--drag100: a diffusers folder or a "
+                   "single .safetensors file, loaded by diffusers from disk only (nothing is downloaded)")
+    b.add_argument("--config", default=None, metavar="DIR",
+                   help="for a single-file --checkpoint: a local diffusers folder of the same model type without "
+                   "weights (model_index.json, */config.json, tokenizer*/, scheduler/), when its configs are "
+                   "not in the local Hugging Face cache")
     b.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     b.set_defaults(run=bench)
     args = ap.parse_args(argv)

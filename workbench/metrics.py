@@ -83,10 +83,13 @@ def dai(source, edited, handles, targets, radii=DAI_RADII) -> dict:
 # -- correspondence (MD on images whose content is unknown) ------------------------------------------
 
 @torch.no_grad()
-def diffusion_features(model, cond, image: torch.Tensor, timestep: int = 261, blocks=(1,), seed: int = 0):
+def diffusion_features(model, cond, image: torch.Tensor, timestep: int = 261, blocks=None, seed: int = 0):
     """DIFT-style features: the image's latent noised to ``timestep`` (fixed noise) through the UNet,
-    decoder blocks ``blocks`` at the latent resolution, unit length over channels [1, C, h, w]."""
+    decoder blocks ``blocks`` at the latent resolution, unit length over channels [1, C, h, w]. blocks
+    None: DIFT's level, 1280 channels at 1/16 of the image (SD's up_blocks[1], SDXL's up_blocks[0])."""
+    from comfyui_drag.drag_ops import families
     from comfyui_drag.drag_ops.model import FeatureSpec
+    blocks = (families.of(model.network).md_level,) if blocks is None else blocks
     latent = model.codec.encode(image.to(model.device))
     noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(seed)).to(latent)
     a = float(model.schedule.alphas_cumprod[timestep])

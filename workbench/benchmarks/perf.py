@@ -2,6 +2,8 @@
 
     python -m workbench.benchmarks.perf --model shapes            the bundled tiny model, 64x64 images
     python -m workbench.benchmarks.perf --model sd15 --size 512   a random SD1.5-size UNet (few steps, ratios)
+    python -m workbench.benchmarks.perf --model sdxl --size 256   a random SDXL-base-size UNet (workbench/benchmarks/unets.py), with
+                                                                the SDXL family's settings and gradient checkpointing
 
 Ratios: a preset's motion-supervision step over the network passes it needs (counted: each
 forward with gradients costs a bare forward+backward, each no-grad forward a bare forward);
@@ -57,6 +59,17 @@ def sd15_model(size: int, weights=None) -> tuple[DiffusionModel, Conditioning, t
     cond = Conditioning(torch.randn(1, 77, 768))
     latent = torch.randn(1, 4, size // 8, size // 8) * 0.8
     return model, cond, latent, {}
+
+
+def sdxl_model(size: int, weights=None) -> tuple[DiffusionModel, Conditioning, torch.Tensor, dict]:
+    """SDXL base's UNet layout with random weights; the presets get the SDXL family's values."""
+    from workbench.benchmarks import unets
+    from comfyui_drag.drag_ops import families
+    network = DiffusersUNet(unets.unet("sdxl"))
+    model = DiffusionModel(network, _IdentityCodec(4), DDIMSchedule.stable_diffusion(10))
+    cond = unets.conditioning("sdxl", (size, size))
+    latent = torch.randn(1, 4, size // 8, size // 8) * 0.8
+    return model, cond, latent, {"adapt": lambda c: families.adapt(c, network)}
 
 
 def shapes_model(size: int, weights=None):
@@ -240,8 +253,8 @@ def full_edit(model, cond, latent, config, steps: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=["shapes", "sd15"], default="shapes")
-    ap.add_argument("--size", type=int, default=None, help="image size (sd15 default 512)")
+    ap.add_argument("--model", choices=["shapes", "sd15", "sdxl"], default="shapes")
+    ap.add_argument("--size", type=int, default=None, help="image size (default: sd15 512, sdxl 1024)")
     ap.add_argument("--steps", type=int, default=10, help="drag updates timed per preset")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--presets", default=",".join(presets.PRESETS))
@@ -249,17 +262,22 @@ def main() -> None:
     ap.add_argument("--full-preset", default="DragDiffusion", help="preset of the whole edit (--parts full)")
     ap.add_argument("--full-steps", type=int, default=None,
                     help="cap LoRA and drag steps of the whole edit (default: the preset's own on shapes, 3 on sd15)")
-    ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (all stages)")
+    ap.add_argument("--checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                    help="gradient checkpointing in every stage with gradients (default: the model family's: "
+                    "off for SD, on for SDXL)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--weights", default=None, help="shapes weights folder (timings do not depend on the values)")
     args = ap.parse_args()
-    size = args.size or (512 if args.model == "sd15" else 64)
+    size = args.size or {"sd15": 512, "sdxl": 1024}.get(args.model, 64)
     torch.set_num_threads(args.threads)
-    model, cond, latent, extra = (sd15_model if args.model == "sd15" else shapes_model)(size, args.weights)
+    make = {"sd15": sd15_model, "sdxl": sdxl_model, "shapes": shapes_model}[args.model]
+    model, cond, latent, extra = make(size, args.weights)
     adapt = extra.get("adapt", lambda c: c)
-    model.network.gradient_checkpointing = args.checkpointing
+    if args.checkpointing is not None:
+        model.network.gradient_checkpointing = args.checkpointing
+    on = model.network.gradient_checkpointing
     print(f"model {args.model}, image {size}x{size}, latent {tuple(latent.shape[1:])}, threads {torch.get_num_threads()}, "
-          f"gradient checkpointing {'on' if args.checkpointing else 'off'}")
+          f"gradient checkpointing {'on' if on else 'off'}")
 
     t_f, t_fb, m_f, m_fb = bare_costs(model, cond, latent, 1, args.repeat)
     print(f"bare forward {t_f * 1e3:.1f} ms ({m_f:.0f} MiB); bare forward+backward {t_fb * 1e3:.1f} ms ({m_fb:.0f} MiB)")
@@ -297,7 +315,7 @@ def main() -> None:
               f"(bare at batch 4: {m_fb4:.0f} MiB)")
 
     if "full" in parts:
-        full_steps = args.full_steps if args.full_steps is not None else (3 if args.model == "sd15" else 0)
+        full_steps = args.full_steps if args.full_steps is not None else (0 if args.model == "shapes" else 3)
         full_edit(model, cond, latent, adapt(presets.preset(args.full_preset)), full_steps)
 
     # one motion-supervision step of each preset, against the passes it makes

@@ -35,6 +35,7 @@ from . import workflow_graph as wg  # noqa: E402
 SPECS = wg.all_nodes()
 
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
+SDXL_CHECKPOINT = "sd_xl_base_1.0.safetensors"
 IMAGE = "example.png"  # ComfyUI's own input/example.png (768 x 768): runs before you load yours
 PROMPT = "a child's drawing of a girl with yellow hair in a pink dress, arms out, on a green hill"
 POINTS = '[\n  {"handle": [585, 360], "target": [590, 260]}\n]'  # raise her left hand (right side)
@@ -65,6 +66,7 @@ CARDS = {
                                  "Save the LoRA, refine with a KSampler", "refine"),
     "reuse_identity_lora": Card("Drag with a saved identity LoRA", "Reuse a saved LoRA",
                                 "Load a saved identity LoRA: no retraining", "reuse"),
+    "sdxl_drag": Card("Drag on SDXL", "Drag on SDXL", "SDXL checkpoints, 1024 px images", "sdxl"),
 }
 
 NOTE_COLOR, NOTE_BG = "#432", "#653"
@@ -163,8 +165,8 @@ def estimate_size(spec: dict) -> list:
 
 # -- pieces shared by the workflows ----------------------------------------------------------------
 
-def loaders(c: Canvas, x: int = 0, y: int = 0):
-    ckpt = c.node("CheckpointLoaderSimple", (x, y), (340, 100), ckpt_name=CHECKPOINT)
+def loaders(c: Canvas, x: int = 0, y: int = 0, checkpoint: str = CHECKPOINT):
+    ckpt = c.node("CheckpointLoaderSimple", (x, y), (340, 100), ckpt_name=checkpoint)
     # Nodes 2.0 adds a 26 px "issues" footer to the loader while the checkpoint is missing
     text = c.node("CLIPTextEncode", (x, y + 190), (340, 150), text=PROMPT)
     image = c.node("LoadImage", (x, y + 390), (340, 420), image=IMAGE)
@@ -180,7 +182,8 @@ def picker(c: Canvas, image: dict, x: int, y: int = 0) -> dict:
 
 START_NOTE = """
 HOW TO USE
-1. Load Checkpoint: pick an SD 1.5 (or 2.x) checkpoint. SDXL, Flux and other models are not supported.
+1. Load Checkpoint: pick an SD 1.5 (or 2.x) checkpoint; for SDXL see the template "Drag on SDXL". Flux, SD3
+   and other non-UNet models are not supported.
 2. Load Image: upload your photo (sides a multiple of 8; 512 px is what the papers use).
 3. CLIP Text Encode: describe the image in a few words (an empty prompt also works).
 4. Drag Point Picker: click a handle (the point to move), then its target (where it should go); add more
@@ -267,6 +270,49 @@ def preset_workflow(preset: str, name: str) -> dict:
     c.note((x, 1050), (380, 200), ONE_BOX_NOTE)
     x += 420
     save = c.node("SaveImage", (x, 0), (420, 460), filename_prefix=f"drag/{preset}")
+    c.link(edit, "image", save, "images")
+    path = c.node("PreviewImage", (x, 510), (420, 460), title="Preview: handle trajectory")
+    c.link(edit, "trajectory", path, "images")
+    return c.workflow()
+
+
+SDXL_NOTE = """
+DRAG ON SDXL (SDXL base 1.0 and its fine-tunes and merges: Pony, Illustrious, NoobAI, ...)
+1. Load Checkpoint: pick your SDXL checkpoint (sd_xl_base_1.0.safetensors is the placeholder). The SDXL
+   refiner, Flux, SD3 and other non-UNet models are refused with an error that names what works.
+2. Load Image: SDXL was trained at about 1024 x 1024 (one megapixel); sides must be a multiple of 32.
+   Smaller images work but look less like the model's own. The example.png (768 px) runs as it is.
+3. CLIP Text Encode: the SDXL checkpoint's CLIP gives the pooled prompt SDXL needs; size and crop
+   conditioning are the image's, as in a KSampler.
+4. Click handle and target in the Drag Point Picker, queue.
+What differs from SD 1.5 (the settings preview lists it, with sources): features from SDXL's up_blocks[1]
+at a quarter of the image, so every radius and step covers the same part of a 1024 picture as the
+papers' do of a 512 one; reference attention in up_blocks[1]; gradient checkpointing on.
+Time: about 4x the pixels of SD 1.5 at 512 and a 3x larger UNet; expect several minutes per edit on a
+GPU (estimate, not measured). Memory: fp16, gradient checkpointing on; every preset at 1024 x 1024 is
+estimated to fit 24 GB (not measured on a GPU).
+"""
+
+
+def sdxl_workflow(name: str) -> dict:
+    c = Canvas(name)
+    c.note((0, -420), (900, 370), SDXL_NOTE)
+    ckpt, text, image = loaders(c, checkpoint=SDXL_CHECKPOINT)
+    pick = picker(c, image, 380)
+    x = 900
+    c.note((x, -300), (380, 250), PRESET_NOTES["DragDiffusion"])
+    edit = c.node("DragEdit", (x, 0), (380, 650), preset="DragDiffusion")
+    c.link(ckpt, "MODEL", edit, "model")
+    c.link(ckpt, "VAE", edit, "vae")
+    c.link(image, "IMAGE", edit, "image")
+    c.link(text, "CONDITIONING", edit, "conditioning")
+    c.link(pick, "points", edit, "points")
+    c.link(pick, "mask", edit, "mask")
+    settings = c.node("PreviewAny", (x, 700), (380, 300), title="Settings used")
+    c.link(edit, "settings", settings, "source")
+    c.note((x, 1050), (380, 200), ONE_BOX_NOTE)
+    x += 420
+    save = c.node("SaveImage", (x, 0), (420, 460), filename_prefix="drag/SDXL")
     c.link(edit, "image", save, "images")
     path = c.node("PreviewImage", (x, 510), (420, 460), title="Preview: handle trajectory")
     c.link(edit, "trajectory", path, "images")
@@ -446,6 +492,7 @@ WORKFLOWS = {
     "step_by_step": step_by_step,
     "refine_with_ksampler": refine_with_ksampler,
     "reuse_identity_lora": reuse_identity_lora,
+    "sdxl_drag": sdxl_workflow,
 }
 
 

@@ -21,7 +21,7 @@ HANDLE, TARGET, MASK = (239, 68, 68), (59, 130, 246), (34, 197, 94)  # the point
 SHAPE = (250, 204, 21)
 ACCENT = {"dragdiffusion": (251, 146, 60), "freedrag": (74, 222, 128), "stabledrag": (192, 132, 252),
           "gooddrag": (56, 189, 248), "adaptivedrag": (244, 114, 182), "step_by_step": (96, 165, 250),
-          "refine": (250, 204, 21), "reuse": (45, 212, 191)}
+          "refine": (250, 204, 21), "reuse": (45, 212, 191), "sdxl": (163, 230, 53)}
 PANEL_BOX = (24, 128, 488, 416)  # the picture's area, in 512-px coordinates
 
 
@@ -280,9 +280,24 @@ def draw_reuse(p: Pen, accent):
     p.line([(150, 254), (290, 214)], HANDLE, width=4)
 
 
+def draw_sdxl(p: Pen, accent):
+    """The same drag at SDXL's 1024 px beside SD 1.5's 512: features at a quarter of the image, so the
+    drag covers the same part of the picture."""
+    p.rect(20, 112, 140, 232, fill=(30, 58, 95), width=0, radius=6)
+    p.text(80, 252, "SD 1.5: 512", 19, MUTED)
+    shape(p, (56, 190), r=14)
+    p.arrow((56, 190), (106, 146), TEXT, width=3, dashed=True, head=9)
+    p.rect(196, 16, 436, 256, fill=(30, 58, 95), outline=accent, width=3, radius=8)
+    p.text(316, 276, "SDXL: 1024", 20, accent, bold=True)
+    h, t = (248, 172), (364, 84)
+    shape(p, h, r=28)
+    points(p, h, t)
+    label(p, 316, 228, "features 1/4 of the image", fill=TEXT, size=17)
+
+
 PICTURES = {"dragdiffusion": draw_dragdiffusion, "freedrag": draw_freedrag, "stabledrag": draw_stabledrag,
             "gooddrag": draw_gooddrag, "adaptivedrag": draw_adaptivedrag, "step_by_step": draw_step_by_step,
-            "refine": draw_refine, "reuse": draw_reuse}
+            "refine": draw_refine, "reuse": draw_reuse, "sdxl": draw_sdxl}
 
 
 def thumbnail(picture: str, heading: str, description: str) -> Image.Image:
