@@ -17,6 +17,7 @@ import torch
 
 from ..drag_ops.model import Conditioning, DiffusersVAECodec, DiffusionModel, FeatureSpec
 from ..drag_ops.network import DiffusersUNet
+from ..drag_ops.one_pass import is_one_pass
 from ..drag_ops.schedule import DDIMSchedule
 from .model import WEIGHTS, empty_prompt, load_shapes_model
 from .scenes import Scene, Shape, random_scene, render
@@ -161,9 +162,14 @@ def adapt(config):
       within 0.5 l, so each handle hops to its target in 1-2 updates without optimising anything
       (measured before the latent-scale fix of session 6). After it, with reach 1: l = 0.1 gives
       0.73 / 83%, l = 0.3 0.89 / 100% (the drag stops sooner), so 0.1 stays.
+    - FastDrag and RegionDrag (training-free, one pass) take the strength cap alone: nothing else of
+      theirs is sized to SD. On the 12 tuning moves (seed 0) FastDrag at its 0.7: 0.45 / 75%, outside
+      the mask 31.5 dB; capped at 0.5: 0.44 / 75%, 32.7 dB. RegionDrag inverts to 0.5 itself (0.22 / 100%).
     """
     config = copy.deepcopy(config)
     config.inversion_strength = min(config.inversion_strength, INVERSION_STRENGTH)
+    if is_one_pass(config):
+        return config
     config.drag.learning_rate = max(config.drag.learning_rate, MIN_LEARNING_RATE)
     config.drag.features = FeatureSpec(blocks=FEATURE_BLOCKS, size=config.drag.features.size)
     if hasattr(config.supervision, "target_distance"):
