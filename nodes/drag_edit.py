@@ -37,8 +37,8 @@ class DragEdit(io.ComfyNode):
                 DRAG_POINTS.Input("points", tooltip="Handle/target pairs from Drag Point Picker."),
                 preset_input(one_pass=True),
                 io.Boolean.Input("identity_lora", default=True, tooltip=(
-                    "Fine-tune the identity LoRA first (the optimising papers do; off is faster but changes the "
-                    "image more). FastDrag and RegionDrag train none.")),
+                    "Fine-tune the identity LoRA first (all papers do; off is faster but changes the image "
+                    "more).")),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seed of the LoRA training."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Region allowed to change (1 = editable). None: the whole image."),
