@@ -10,7 +10,8 @@ a reference-sampling step over a forward at batch 2. Times are taken without the
 peak memory per stage comes from separate short runs: CUDA's allocator peak on a GPU; on the CPU
 the bytes the C allocator has handed out (glibc's mallinfo2, resident memory elsewhere) sampled
 every 5 ms, above the level when the stage began. `--parts full` times a whole edit (LoRA, inversion, drag, sampling, decode)
-and splits it by stage.
+and splits it by stage, with the UNet passes it made; `--parts one_pass` times and counts the whole edit
+of each training-free preset (FastDrag, RegionDrag), which has no drag loop to time by the update.
 """
 
 from __future__ import annotations

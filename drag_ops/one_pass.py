@@ -74,8 +74,6 @@ class OnePassConfig:
     attention: AttentionReplay | None = field(default_factory=AttentionReplay)
     seed: int = 42
 
-    lora = None  # trains no identity LoRA (what the nodes ask of a preset)
-
     RULES = {"num_steps": Number(2, 1000, whole=True), "inversion_strength": Number(0, 1, above=True),
              "inversion": Choice(("ddim", "sde")), "edit": Part(), "attention": Part(AttentionReplay, optional=True),
              "seed": Number(0, 2 ** 63 - 1, whole=True)}
@@ -229,21 +227,22 @@ def sample_one_pass(model: DiffusionModel, trajectory: Trajectory, z: torch.Tens
     reference = replay.indices(model.network) if replay is not None else ()
     plain = [k for k in range(n, 0, -1) if not (replay is not None and replay.active(k, num))]
     replayed = [k for k in range(n, 0, -1) if k not in plain]
-    state = {"z": z.to(model.device, torch.float32), "done": 0}
-    # the replayed steps are the ones nearest the clean end, so the plain ones come first
+    z = z.to(model.device, torch.float32)
+    # the replayed steps are the ones nearest the clean end, so the plain ones come first; each part runs
+    # in its own frame (the host loads for batch 1 or 2 and installs the mutual attention for the second)
     for ks, stage in ((plain, Stage("sample")), (replayed, Stage("sample", batch=2, reference=reference))):
         if ks:
-            model.run(stage, cond, z.shape[-2:], lambda: _sample(model, trajectory, ks, cond, config, moves,
-                                                                  bool(stage.reference), state, callback))
-    return state["z"]
+            done = n - ks[0]
+            z = model.run(stage, cond, z.shape[-2:], lambda: _sample(model, trajectory, z, ks, done, cond, config,
+                                                                      moves, bool(stage.reference), callback))
+    return z
 
 
 @torch.no_grad()
-def _sample(model, trajectory, ks, cond, config, moves, replay, state, callback):
+def _sample(model, trajectory, z, ks, done, cond, config, moves, replay, callback):
     schedule, dev = model.schedule, model.device
     sde = config.inversion == "sde"
     copy_ = isinstance(config.edit, RegionCopy)
-    z = state["z"]
     for k in ks:
         t = schedule.timestep(k)
         level = trajectory.at(k).to(dev)
@@ -257,8 +256,9 @@ def _sample(model, trajectory, ks, cond, config, moves, replay, state, callback)
             out = model.forward(torch.cat([ref, z]), t, cond)[0][1:]
         else:
             out = model.forward(z, t, cond)[0]
+        x0 = schedule.eps_and_x0(out, t, z)[1]  # the preview
         z = sde_step(schedule, out, k, z, trajectory.noises[k - 1].to(dev)) if sde else schedule.step(out, k, z)
-        state["done"] += 1
-        report(callback, "sample", state["done"], trajectory.steps, {"x0": z})
-    state["z"] = z
+        done += 1
+        report(callback, "sample", done, trajectory.steps, {"x0": x0})
+    return z
 

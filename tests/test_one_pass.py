@@ -7,6 +7,7 @@ import torch
 
 from comfyui_drag.drag_ops import presets, rules
 from comfyui_drag.drag_ops.errors import DragInputError
+from comfyui_drag.drag_ops.inversion import invert
 from comfyui_drag.drag_ops.latent_warp import LatentWarp, fill_holes
 from comfyui_drag.drag_ops.one_pass import AttentionReplay, OnePassConfig, moves_of, sample_one_pass
 from comfyui_drag.drag_ops.overrides import apply_overrides
@@ -108,6 +109,35 @@ def test_sde_inversion_returns_exactly_when_nothing_is_edited(model, cond):
                            "editable": everything})()
     back = sample_one_pass(model, trajectory, trajectory.start, cond, config, moves)
     assert torch.allclose(back, latent, atol=1e-4)
+
+
+@pytest.mark.parametrize("inversion", ["ddim", "sde"])
+def test_sampling_reads_the_keys_and_values_the_inversion_computed(model, cond, inversion):
+    """FastDrag's consistency-preserving strategy and RegionDrag's attention swap: at each sampling step
+    the decoder's self-attention keys of both items are those the inversion computed at that timestep."""
+    unet = model.network.unet
+    modules = [m.to_k for name, m in unet.up_blocks.named_modules() if name.endswith("attn1")]
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone())) for m in modules]
+    config = OnePassConfig(num_steps=10, inversion_strength=0.3, inversion=inversion, edit=LatentWarp(),
+                           attention=AttentionReplay(layers="decoder"))
+    latent = model.codec.encode(blob_image())
+    try:
+        trajectory = (invert_sde(model, latent, cond, 0.3, seed=1) if inversion == "sde"
+                      else invert(model, latent, cond, 0.3))
+        inverted = [seen[i:i + len(modules)] for i in range(0, len(seen), len(modules))]
+        seen.clear()
+        edited = trajectory.start + 0.3 * torch.randn_like(trajectory.start)
+        sample_one_pass(model, trajectory, edited, cond, config, None)
+        sampled = [seen[i:i + len(modules)] for i in range(0, len(seen), len(modules))]
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(inverted) == len(sampled) == 3
+    for k in (1, 2, 3):  # inversion runs k = 1..3, sampling k = 3..1
+        for inv, smp in zip(inverted[k - 1], sampled[3 - k]):
+            assert smp.shape[0] == 2 and torch.allclose(smp[1], smp[0])
+            assert torch.allclose(smp[0], inv[0], atol=1e-5)
 
 
 # -- the presets end to end ------------------------------------------------------------------------
