@@ -156,5 +156,6 @@ def test_the_shapes_benchmark_builds_every_preset():
     import cli
     from comfyui_drag.shapes import world
     configs = cli.bench_configs(["all"], {}, world.adapt)
-    assert set(configs) == set(presets.PRESETS)
+    assert set(configs) == set(presets.ALL_PRESETS)
+    assert configs["FastDrag"].inversion_strength == world.INVERSION_STRENGTH
     assert configs["GoodDrag"].tracker.radius == world.MAX_TRACKING_RADIUS
