@@ -66,7 +66,7 @@ ONE_PASS_SOURCES = {
                 "from the mask and point pairs as ui_utils.py::region_to_points (paper: region-to-point mapping)",
         "edit.noise_scale": f"{_RD} run_eval.py noise_scale 1.0 (drag.py::blur_source; the UI's default: 0.6)",
         "edit.copy_until": f"{_RD} drag.py::backward (copies while t >= int(end_t * steps) = 4, a timestep, so at "
-                           "every step; the paper's end_t = 0.2 as a share of the timesteps: 0.2)",
+                           "every step; end_t = 0.2 read as the share of the timesteps its name says: 0.2)",
         "edit.paste_outside": f"{_RD} drag.py::postprocess (the input's pixels outside the mask) and backward "
                               "(torch.where(mask == 1, latent, hook_latent) at each step); ours: the target "
                               "region counts as editable",
