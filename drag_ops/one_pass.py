@@ -189,9 +189,9 @@ def run_one_pass(model: DiffusionModel, image: torch.Tensor, points: DragPoints,
     image_hw = check_image(image, model)
     model, moves, _ = plan_one_pass(model, config, image_hw, points, mask, cond)
     latent = model.codec.encode(image.to(model.device))
-    generator = torch.Generator("cpu").manual_seed(config.seed)
+    generator = torch.Generator("cpu").manual_seed(config.seed)  # as the code: one seeded stream for all noise
     if config.inversion == "sde":
-        trajectory = invert_sde(model, latent, cond, config.inversion_strength, config.seed, callback)
+        trajectory = invert_sde(model, latent, cond, config.inversion_strength, generator, callback)
     else:
         trajectory = invert(model, latent, cond, config.inversion_strength, callback)
     start = begin_edit(config, trajectory.start, moves, generator)

@@ -35,17 +35,17 @@ def _levels(schedule, k: int) -> tuple[int, float, float, float]:
 
 
 def invert_sde(model: DiffusionModel, latent: torch.Tensor, cond: Conditioning, strength: float,
-               seed: int = 0, callback: Callback | None = None) -> NoisyTrajectory:
-    """Noise a clean latent [1, C, h, w] up to step round(strength * num_steps), recording the noise."""
+               generator: torch.Generator, callback: Callback | None = None) -> NoisyTrajectory:
+    """Noise a clean latent [1, C, h, w] up to step round(strength * num_steps), recording the noise;
+    the fresh noise comes from generator (a CPU one, so a seed gives the same edit on any device)."""
     return model.run(Stage("invert"), cond, latent.shape[-2:],
-                     lambda: _invert(model, latent, cond, strength, seed, callback))
+                     lambda: _invert(model, latent, cond, strength, generator, callback))
 
 
 @torch.no_grad()
-def _invert(model, latent, cond, strength, seed, callback) -> NoisyTrajectory:
+def _invert(model, latent, cond, strength, generator, callback) -> NoisyTrajectory:
     schedule = model.schedule
     n = schedule.steps_for_strength(strength)
-    generator = torch.Generator("cpu").manual_seed(seed)
     z = latent.to(model.device, torch.float32)
     path, noises = [z], []
     for k in range(1, n + 1):

@@ -103,7 +103,7 @@ def test_sde_inversion_returns_exactly_when_nothing_is_edited(model, cond):
     config = OnePassConfig(num_steps=10, inversion_strength=0.5, inversion="sde", edit=RegionCopy(),
                            attention=AttentionReplay(layers="all"))
     latent = model.codec.encode(blob_image())
-    trajectory = invert_sde(model, latent, cond, 0.5, seed=3)
+    trajectory = invert_sde(model, latent, cond, 0.5, torch.Generator().manual_seed(3))
     everything = torch.ones(16, 16, dtype=torch.bool)
     moves = type("M", (), {"source": torch.zeros(0, 2).long(), "target": torch.zeros(0, 2).long(),
                            "editable": everything})()
@@ -123,7 +123,7 @@ def test_sampling_reads_the_keys_and_values_the_inversion_computed(model, cond, 
                            attention=AttentionReplay(layers="decoder"))
     latent = model.codec.encode(blob_image())
     try:
-        trajectory = (invert_sde(model, latent, cond, 0.3, seed=1) if inversion == "sde"
+        trajectory = (invert_sde(model, latent, cond, 0.3, torch.Generator().manual_seed(1)) if inversion == "sde"
                       else invert(model, latent, cond, 0.3))
         inverted = [seen[i:i + len(modules)] for i in range(0, len(seen), len(modules))]
         seen.clear()
