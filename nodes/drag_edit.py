@@ -90,8 +90,7 @@ class DragEdit(io.ComfyNode):
         """FastDrag, RegionDrag: no LoRA and no drag loop (drag_ops/one_pass.py), as Drag One-Pass Edit."""
         with located(NODE_NAME), stage_memory():
             config = configure_one_pass(preset, overrides, strategies)
-            result, img, user_mask = run_one_pass_node(NODE_NAME, model, vae, image, conditioning, points, config,
-                                                       mask, overrides)
+            result, img, user_mask = run_one_pass_node(model, vae, image, conditioning, points, config, mask)
             preview = trajectory_image(img, result.drag.history, points.targets, user_mask)
         settings = (f"identity LoRA: none ({preset} is training-free; the identity_lora input is not used)\n"
                     + presets.describe_text(preset, config))

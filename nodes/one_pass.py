@@ -5,7 +5,6 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..drag_ops import presets
-from ..drag_ops.errors import DragInputError
 from ..drag_ops.one_pass import plan_one_pass, run_one_pass
 from ..drag_ops.one_pass_presets import ONE_PASS_PRESETS
 from .bridge import conditioning_from_comfy, diffusion_model_from_comfy, identity_lora_text
@@ -23,19 +22,16 @@ ONE_PASS_TOOLTIP = ("FastDrag: the inverted latent warped like a stretched sheet
                     "input stays. Neither trains or optimises anything.")
 
 
-def run_one_pass_node(node: str, model, vae, image, conditioning, points, config, mask, overrides: str):
-    """What Drag One-Pass Edit and Drag Edit (with a one-pass preset) do: plan, run, convert back.
-    Returns (EditResult, engine image, user mask)."""
+def run_one_pass_node(model, vae, image, conditioning, points, config, mask):
+    """What Drag One-Pass Edit and Drag Edit (with a one-pass preset) do, inside their located(): check
+    everything, run, convert back. Returns (EditResult, engine image, user mask)."""
     expect_drag_points(points)
     img = image_from_comfy(image)
     h, w = img.shape[-2:]
     user_mask = mask_from_comfy(mask, (h, w))
-    dm = diffusion_model_from_comfy(model, vae, config.num_steps)
-    try:
-        cond = conditioning_from_comfy(conditioning)
-        _, _, stages = plan_one_pass(dm, config, (h, w), points, user_mask, cond)
-    except DragInputError as e:
-        raise e.at(node=node) from None
+    dm = diffusion_model_from_comfy(model, vae, config.num_steps)  # loads nothing: its checks come first
+    cond = conditioning_from_comfy(conditioning)
+    _, _, stages = plan_one_pass(dm, config, (h, w), points, user_mask, cond)
     with Progress(stages, model, (h, w)) as progress:
         result = run_one_pass(dm, img, points, cond, config, user_mask, progress)
     return result, img, user_mask
@@ -76,8 +72,7 @@ class DragOnePassEdit(io.ComfyNode):
     def execute(cls, model, vae, image, conditioning, points, preset, mask=None, overrides="{}") -> io.NodeOutput:
         with located(NODE_NAME), stage_memory():
             config = configure_one_pass(preset, overrides)
-            result, img, user_mask = run_one_pass_node(NODE_NAME, model, vae, image, conditioning, points, config,
-                                                       mask, overrides)
+            result, img, user_mask = run_one_pass_node(model, vae, image, conditioning, points, config, mask)
             preview = trajectory_image(img, result.drag.history, points.targets, user_mask)
         settings = identity_lora_text(model) + "\n" + presets.describe_text(preset, config)
         return io.NodeOutput(image_to_comfy(result.image), latent_to_comfy(model, result.latent), preview, settings)
