@@ -26,7 +26,7 @@ def graph(steps=2):
 
 
 PACK_NODES = {"DragPointPicker", "DragIdentityLoRA", "DragDDIMInversion", "DragLatentOptimizer",
-              "DragReferenceSampler", "DragEdit", "DragAutoMask"}
+              "DragReferenceSampler", "DragEdit", "DragAutoMask", "DragOnePassEdit"}
 
 
 def test_pack_is_loaded_as_a_custom_node_through_its_v3_entrypoint(comfyui):

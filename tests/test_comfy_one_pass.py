@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from comfy_support import CHECKPOINT, IMAGE, IMAGE_SIZE, bridge, comfyui, requires_comfyui, run_node, tiny_sd15  # noqa: F401
-from test_comfy_reliability import Snapshot, assert_clean
+from test_comfy_reliability import Snapshot, assert_clean, cancel  # noqa: F401
 
 pytestmark = requires_comfyui
 
@@ -93,3 +93,23 @@ def test_bad_overrides_name_the_setting(env):
     with pytest.raises(Exception, match=r"Drag One-Pass Edit / input 'overrides': edit.noise_scale must be a number"):
         run_node(env.node, env.model, env.vae, env.image, env.cond, env.points, "RegionDrag", None,
                  '{"edit.noise_scale": 9}')
+
+
+@pytest.mark.parametrize("preset, inversion_steps", [("FastDrag", 7), ("RegionDrag", 10)])
+def test_cancel_in_each_stage_then_a_run_that_changes_none_of_its_inputs(comfyui, bridge, env, cancel, preset,
+                                                                          inversion_steps):
+    import comfy.model_management as mm
+    mask = torch.zeros(1, S, S)
+    mask[:, 8:48, 8:48] = 1
+    snapshot = Snapshot(bridge, [env.model], [env.image, env.cond, mask])
+    for stage, first in (("inversion", 1), ("sampling", inversion_steps + 1)):
+        seen = cancel(at=first + 1)
+        with pytest.raises(mm.InterruptProcessingException):
+            run_node(env.node, env.model, env.vae, env.image, env.cond, env.points, preset, mask, "{}")
+        assert max(seen) == first + 1 and first in seen, (stage, seen)
+        assert_clean(env.model)
+    cancel()
+    image = run_node(env.node, env.model, env.vae, env.image, env.cond, env.points, preset, mask, "{}")[0]
+    assert image.shape == (1, S, S, 3)
+    snapshot.assert_unchanged()
+    assert_clean(env.model)
