@@ -89,6 +89,17 @@ def test_a_region_under_one_point_pair_is_translated_whole():
     assert torch.equal(copied[..., 7, 9], z[..., 5, 3])  # the pattern's centre moved by (6, 2)
 
 
+def test_two_pairs_in_one_region_stretch_it_between_them():
+    mask = box(32, 32, 8, 4, 16, 20)  # latent rows 4..7, columns 2..9
+    # the left end stays, the right end moves 4 latent pixels right: the region widens from 8 to 12 pixels
+    source, target = region_pairs(mask, [(4.0, 12.0), (19.0, 12.0)], [(4.0, 12.0), (27.0, 12.0)], IMAGE_HW, (16, 16))
+    region = {(x, y) for y in range(4, 8) for x in range(2, 10)}
+    assert {tuple(p) for p in source.tolist()} <= region  # every target pixel reads from the region
+    assert target[:, 0].min() == 2 and target[:, 0].max() == 13 and set(target[:, 1].tolist()) == {4, 5, 6, 7}
+    left, right = target[:, 0] <= 3, target[:, 0] >= 12
+    assert (source[left, 0] <= 3).all() and (source[right, 0] >= 8).all()  # each end reads from its own end
+
+
 def test_region_pairs_refuse_bad_regions_naming_the_input():
     mask = box(32, 32, 8, 4, 16, 12)
     with pytest.raises(DragInputError, match="handle\\(s\\) 2 lie outside the mask") as e:
