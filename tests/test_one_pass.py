@@ -4,6 +4,7 @@ before any stage runs."""
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from comfyui_drag.drag_ops import presets, rules
 from comfyui_drag.drag_ops.errors import DragInputError
@@ -98,6 +99,28 @@ def test_two_pairs_in_one_region_stretch_it_between_them():
     assert target[:, 0].min() == 2 and target[:, 0].max() == 13 and set(target[:, 1].tolist()) == {4, 5, 6, 7}
     left, right = target[:, 0] <= 3, target[:, 0] >= 12
     assert (source[left, 0] <= 3).all() and (source[right, 0] >= 8).all()  # each end reads from its own end
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(*[st.integers(0, 31)] * 4), min_size=1, max_size=3),
+       st.lists(st.tuples(*[st.floats(0, 31.9)] * 4), min_size=1, max_size=3))
+def test_any_mask_and_points_give_pixels_inside_the_latent_or_the_clear_error(boxes, pairs):
+    mask = torch.zeros(32, 32)
+    for y0, x0, y1, x1 in boxes:
+        mask[min(y0, y1):max(y0, y1) + 1, min(x0, x1):max(x0, x1) + 1] = 1
+    handles, targets = [p[:2] for p in pairs], [p[2:] for p in pairs]
+    try:
+        source, target = region_pairs(mask, handles, targets, IMAGE_HW, (16, 16))
+    except DragInputError as e:
+        assert e.input in ("points", "mask")
+    else:
+        assert len(source) == len(target) > 0
+        assert source.min() >= 0 and target.min() >= 0 and source.max() < 16 and target.max() < 16
+    region = torch.nn.functional.interpolate(mask[None, None], size=(16, 16))[0, 0] > 0
+    if region.any():
+        z = torch.randn(1, 4, 16, 16)
+        warped, _ = LatentWarp().warp(z, torch.tensor(handles) / 2, torch.tensor(targets) / 2, region)
+        assert torch.isfinite(warped).all()
 
 
 def test_region_pairs_refuse_bad_regions_naming_the_input():
