@@ -267,8 +267,8 @@ ONE_PASS_NOTE = """
 Drag One-Pass Edit inverts, moves the inverted latent and samples once: no identity LoRA, no drag
 loop, so an edit takes seconds and re-dragging simply runs it again. The example mask is painted
 around the hand; paint your own on your image (clear it first).
-overrides: any setting as JSON, e.g. {"num_steps": 20} or {"edit.noise_scale": 0.6}; 'Settings used'
-lists every value and its source (the authors' code or paper). A MODEL from Drag Identity LoRA works
+overrides: any setting as JSON, e.g. {"num_steps": 20}; 'Settings used' lists every setting's name,
+value and source (the authors' code or paper). A MODEL from Drag Identity LoRA works
 too, for a closer likeness at the LoRA's cost.
 """
 
