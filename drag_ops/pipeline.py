@@ -12,6 +12,7 @@ from .errors import DragInputError
 from .inversion import Trajectory, invert
 from .lora import LoraWeights, train_identity_lora
 from .model import Conditioning, DiffusionModel
+from .one_pass import is_one_pass, run_one_pass
 from .plan import STAGES, check_depth, check_image_size, plan
 from .points import DragPoints
 from .presets import EditConfig
@@ -83,7 +84,10 @@ def run_edit(model: DiffusionModel, image: torch.Tensor, points: DragPoints, con
     With config.auto_mask the mask is the superpixel auto-mask (intersected with `mask` if given).
     On a model family made for other images than the papers' (SDXL) the config's papers' values take
     the family's (drag_ops/families.py), except the settings ``set_by`` names ({path: who set it}).
-    Everything the stages would find wrong with the inputs is found before the first (:func:`.plan.plan`)."""
+    Everything the stages would find wrong with the inputs is found before the first (:func:`.plan.plan`).
+    A one-pass preset (FastDrag, RegionDrag: a OnePassConfig) runs :func:`.one_pass.run_one_pass` instead."""
+    if is_one_pass(config):
+        return run_one_pass(model, image, points, cond, config, mask, callback)
     image_hw = check_image(image, model)
     config = plan(model, config, STAGES if config.lora else STAGES[1:], image_hw=image_hw, points=points,
                   mask=mask, cond=cond, set_by=set_by).config  # with the model family's values

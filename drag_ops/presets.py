@@ -317,6 +317,14 @@ SOURCES = {
 }
 
 
+# the training-free one-pass presets (FastDrag, RegionDrag): OnePassConfig, not EditConfig, so apart from
+# PRESETS (what the drag optimizer runs); preset() and describe() serve both
+from .one_pass_presets import ONE_PASS_PRESETS, ONE_PASS_SOURCES  # noqa: E402
+
+ALL_PRESETS = {**PRESETS, **ONE_PASS_PRESETS}
+SOURCES.update(ONE_PASS_SOURCES)
+
+
 def source_of(name: str, path: str) -> str:
     table = SOURCES.get(name, {})
     parts = path.split(".")
@@ -339,10 +347,10 @@ def describe(name: str, config: EditConfig | None = None) -> dict:
 
 def preset(name: str) -> EditConfig:
     try:
-        return PRESETS[name]()
+        return ALL_PRESETS[name]()
     except KeyError:
         from .errors import DragInputError
-        raise DragInputError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}", input="preset") from None
+        raise DragInputError(f"unknown preset {name!r}; available: {', '.join(ALL_PRESETS)}", input="preset") from None
 
 
 def describe_text(name: str, config: EditConfig | None = None) -> str:

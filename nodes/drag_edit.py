@@ -8,8 +8,10 @@ from ..drag_ops import families, rules
 from ..drag_ops.pipeline import run_edit
 from ..drag_ops.plan import STAGES, plan
 from .bridge import apply_identity_lora, conditioning_from_comfy, diffusion_model_from_comfy
+from ..drag_ops.one_pass_presets import ONE_PASS_PRESETS
 from .drag_optimize import overrides_input, preset_input, strategy_inputs
-from .method import PRESET_DEFAULT, configure, overridden
+from .method import PRESET_DEFAULT, configure, configure_one_pass, overridden
+from .one_pass import run_one_pass_node
 from .runtime import (Progress, expect_drag_points, image_from_comfy, image_to_comfy, latent_to_comfy, located,
                       mask_from_comfy, stage_memory, trajectory_image)
 from .types import CATEGORY, DRAG_POINTS
@@ -33,7 +35,7 @@ class DragEdit(io.ComfyNode):
                 io.Image.Input("image", tooltip="The image to edit."),
                 io.Conditioning.Input("conditioning", tooltip="A prompt describing the image (empty works)."),
                 DRAG_POINTS.Input("points", tooltip="Handle/target pairs from Drag Point Picker."),
-                preset_input(),
+                preset_input(one_pass=True),
                 io.Boolean.Input("identity_lora", default=True, tooltip=(
                     "Fine-tune the identity LoRA first (all papers do; off is faster but changes the image "
                     "more).")),
@@ -57,6 +59,9 @@ class DragEdit(io.ComfyNode):
     def execute(cls, model, vae, image, conditioning, points, preset, identity_lora, seed, mask=None,
                 tracker=PRESET_DEFAULT, supervision=PRESET_DEFAULT, schedule=PRESET_DEFAULT,
                 overrides="{}") -> io.NodeOutput:
+        if preset in ONE_PASS_PRESETS:
+            return cls._one_pass(model, vae, image, conditioning, points, preset, mask, overrides,
+                                 dict(tracker=tracker, supervision=supervision, schedule=schedule))
         with located(NODE_NAME), stage_memory():
             config = configure(preset, tracker, supervision, schedule, overrides)
             lora = rules.replace(config.lora, seed=seed % 2 ** 63) if identity_lora else None
@@ -80,4 +85,16 @@ class DragEdit(io.ComfyNode):
         if not identity_lora:
             settings = "identity LoRA: off (the identity_lora input)\n" + settings
         return io.NodeOutput(image_to_comfy(result.image), latent_to_comfy(model, result.latent), out_model, preview,
+                             settings)
+
+    @classmethod
+    def _one_pass(cls, model, vae, image, conditioning, points, preset, mask, overrides, strategies) -> io.NodeOutput:
+        """FastDrag, RegionDrag: no LoRA and no drag loop (drag_ops/one_pass.py), as Drag One-Pass Edit."""
+        with located(NODE_NAME), stage_memory():
+            config = configure_one_pass(preset, overrides, strategies)
+            result, img, user_mask = run_one_pass_node(model, vae, image, conditioning, points, config, mask)
+            preview = trajectory_image(img, result.drag.history, points.targets, user_mask)
+        settings = (f"identity LoRA: none ({preset} is training-free; the identity_lora input is not used)\n"
+                    + presets.describe_text(preset, config))
+        return io.NodeOutput(image_to_comfy(result.image), latent_to_comfy(model, result.latent), model, preview,
                              settings)

@@ -19,12 +19,15 @@ NODE_NAME = "Drag Latent Optimizer"
 
 
 # the method choice, shared by the optimizer and the one-box node (where the strategies are optional)
-def preset_input() -> io.Combo.Input:
-    return io.Combo.Input("preset", options=list(presets.PRESETS), default="DragDiffusion", tooltip=(
+def preset_input(one_pass: bool = False) -> io.Combo.Input:
+    """one_pass: also offer the training-free presets (Drag Edit runs them, without a LoRA; the optimizer
+    cannot). Their options come last and the tooltip stays: saved workflows and /object_info keep theirs."""
+    options = list(presets.ALL_PRESETS if one_pass else presets.PRESETS)
+    return io.Combo.Input("preset", options=options, default="DragDiffusion", tooltip=(
         "DragDiffusion: nearest-neighbour tracking, 80 steps at t=35/50. FreeDrag: template + line search, "
         "no tracking. StableDrag: discriminative tracker + confident supervision. GoodDrag: alternating "
         "drag and denoise, information-preserving. AdaptiveDrag: superpixel regions, auto-mask, "
-        "backtracking."))
+        "backtracking."))  # the one-pass presets are explained on Drag One-Pass Edit
 
 
 def strategy_inputs(optional: bool) -> list[io.Combo.Input]:

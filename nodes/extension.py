@@ -7,6 +7,7 @@ from .drag_edit import DragEdit
 from .drag_optimize import DragLatentOptimizer
 from .identity_lora import DragIdentityLoRA
 from .invert import DragDDIMInversion
+from .one_pass import DragOnePassEdit
 from .point_picker import DragPointPicker
 from .reference_sample import DragReferenceSampler
 
@@ -14,4 +15,4 @@ from .reference_sample import DragReferenceSampler
 class DragEditingExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [DragPointPicker, DragIdentityLoRA, DragDDIMInversion, DragLatentOptimizer, DragReferenceSampler,
-                DragEdit, DragAutoMask]
+                DragEdit, DragAutoMask, DragOnePassEdit]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..drag_ops import presets, rules, strategies
 from ..drag_ops.errors import DragInputError
+from ..drag_ops.one_pass_presets import ONE_PASS_PRESETS
 from ..drag_ops.overrides import apply_overrides, parse_overrides
 
 PRESET_DEFAULT = "preset"  # a strategy input's value that keeps the preset's own
@@ -29,3 +30,16 @@ def configure(preset: str, tracker: str = PRESET_DEFAULT, supervision: str = PRE
 def overridden(overrides: str) -> dict:
     """{setting path: 'overrides'} for the settings the overrides input set (see plan's set_by)."""
     return dict.fromkeys(parse_overrides(overrides), "overrides")
+
+
+def configure_one_pass(preset: str, overrides: str = "", strategies: dict | None = None):
+    """A training-free preset (FastDrag, RegionDrag) with the user's overrides, checked. strategies:
+    {input: value} of a node's strategy inputs, which must keep 'preset' (these presets have none)."""
+    if preset not in ONE_PASS_PRESETS:
+        raise DragInputError(f"{preset!r} is not a one-pass preset; choose one of {', '.join(ONE_PASS_PRESETS)}",
+                             input="preset")
+    for name, value in (strategies or {}).items():
+        if value != PRESET_DEFAULT:
+            raise DragInputError(f"{preset} optimises nothing, so it has no {name}; set {name} to "
+                                 f"'{PRESET_DEFAULT}'", input=name)
+    return apply_overrides(presets.preset(preset), parse_overrides(overrides))

@@ -13,7 +13,7 @@ pytestmark = requires_comfyui
 
 
 PACK_NODES = {"DragPointPicker", "DragIdentityLoRA", "DragDDIMInversion", "DragLatentOptimizer",
-              "DragReferenceSampler", "DragEdit", "DragAutoMask"}
+              "DragReferenceSampler", "DragEdit", "DragAutoMask", "DragOnePassEdit"}
 
 
 def test_pack_is_loaded_as_a_custom_node_through_its_v3_entrypoint(comfyui):

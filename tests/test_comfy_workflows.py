@@ -51,6 +51,7 @@ def fast_prompt(workflow: dict, specs: dict, lora_name: str | None = None) -> di
             inputs["image"] = IMAGE
         elif kind == "DragPointPicker":
             inputs["points"] = POINTS
+            inputs["mask"] = ""  # a painted mask is the size of the example image, not the test image's
         elif kind == "DragIdentityLoRA":
             inputs.update(FAST_LORA)
         elif kind == "DragDDIMInversion":

@@ -33,7 +33,8 @@ from comfyui_drag.drag_ops.pipeline import check_image, run_edit
 from comfyui_drag.drag_ops.points import MAX_PAIRS, MAX_TEXT, DragPoints, parse_points
 from comfy_support import comfyui, run_node  # noqa: F401
 from comfyui_drag.nodes.auto_mask_engine import compute_auto_mask
-from comfyui_drag.nodes.method import configure
+from comfyui_drag.drag_ops.one_pass_presets import ONE_PASS_PRESETS
+from comfyui_drag.nodes.method import configure, configure_one_pass
 from comfyui_drag.nodes.painted_mask import decode_mask
 from comfyui_drag.nodes.runtime import image_from_comfy, located, mask_from_comfy
 from comfyui_drag.nodes.values import DragResult, Inversion
@@ -321,6 +322,25 @@ def test_fuzzed_overrides_raise_only_the_clear_error(preset, data):
         assert e.input == "overrides"
         return
     assert config.lora.rank >= 1 and config.drag.learning_rate >= 0
+
+
+ONE_PASS_NAMES = sorted({path for name in ONE_PASS_PRESETS for path in presets.describe(name)})
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.sampled_from(list(ONE_PASS_PRESETS)),
+       st.dictionaries(st.one_of(st.sampled_from(ONE_PASS_NAMES), st.text(max_size=8)), json_value, max_size=3))
+def test_fuzzed_overrides_of_the_one_pass_presets_raise_only_the_clear_error(preset, data):
+    try:
+        text = json.dumps(data)
+    except ValueError:
+        return
+    try:
+        config = configure_one_pass(preset, text)
+    except DragInputError as e:
+        assert e.input == "overrides"
+        return
+    assert config.num_steps >= 2 and 0 < config.inversion_strength <= 1
 
 
 def test_good_overrides_still_apply():

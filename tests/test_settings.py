@@ -69,7 +69,7 @@ def wrong_type(rule) -> list:
 def parts():
     """Every settings object of every preset and every registered strategy: (where, object)."""
     seen = []
-    for name in presets.PRESETS:
+    for name in presets.ALL_PRESETS:  # the one-pass presets' parts too
         config = presets.preset(name)
         stack = [(name, config)]
         while stack:
@@ -126,7 +126,7 @@ def test_paper_letters_are_not_setting_names_and_the_cli_example_works():
 
 
 def test_every_value_carries_its_source_under_the_new_names():
-    for name in presets.PRESETS:
+    for name in presets.ALL_PRESETS:
         table = presets.describe(name)
         assert set(table) == set(settings_of(presets.preset(name)))
         assert all(item["source"] for item in table.values())
@@ -156,5 +156,6 @@ def test_the_shapes_benchmark_builds_every_preset():
     from workbench import cli
     from workbench.shapes import world
     configs = cli.bench_configs(["all"], {}, world.adapt)
-    assert set(configs) == set(presets.PRESETS)
+    assert set(configs) == set(presets.ALL_PRESETS)
+    assert configs["FastDrag"].inversion_strength == world.INVERSION_STRENGTH
     assert configs["GoodDrag"].tracker.radius == world.MAX_TRACKING_RADIUS

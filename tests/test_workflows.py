@@ -18,15 +18,17 @@ from workbench.workflows import workflow_graph as wg  # noqa: E402
 from comfy_support import comfyui  # noqa: E402, F401
 from comfyui_drag.drag_ops import presets  # noqa: E402
 from comfyui_drag.drag_ops.points import parse_points  # noqa: E402
+from comfyui_drag.nodes.painted_mask import decode_mask  # noqa: E402
 
 WORKFLOWS = wg.load_workflows()
 # The file names are the template cards' titles (ComfyUI shows nothing else, see workbench/workflows/build.py).
 PRESET_FILES = {"DragDiffusion": "Drag with DragDiffusion", "FreeDrag": "Drag with FreeDrag",
                 "StableDrag": "Drag with StableDrag", "GoodDrag": "Drag with GoodDrag",
                 "AdaptiveDrag": "Drag with AdaptiveDrag auto mask"}
+ONE_PASS_FILES = {"FastDrag": "Drag with FastDrag", "RegionDrag": "Drag with RegionDrag"}
 STEP_BY_STEP, REFINE, REUSE = "Drag step by step", "Drag, then refine with KSampler", "Drag with a saved identity LoRA"
 SDXL = "Drag on SDXL"
-EXPECTED = set(PRESET_FILES.values()) | {STEP_BY_STEP, REFINE, REUSE, SDXL}
+EXPECTED = set(PRESET_FILES.values()) | set(ONE_PASS_FILES.values()) | {STEP_BY_STEP, REFINE, REUSE, SDXL}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ def nodes_of(workflow, kind):
 def test_the_expected_workflows_are_there():
     assert set(WORKFLOWS) == EXPECTED
     assert set(PRESET_FILES) == set(presets.PRESETS)
+    assert set(ONE_PASS_FILES) == set(presets.ONE_PASS_PRESETS)
 
 
 def test_the_stock_node_list_is_comfyuis():
@@ -115,6 +118,20 @@ def test_the_sdxl_workflow_loads_sdxl_base_and_says_what_differs(pack_specs):
         assert said in notes, said
 
 
+@pytest.mark.parametrize("preset", sorted(ONE_PASS_FILES))
+def test_one_pass_workflows_use_their_preset_on_a_painted_region_under_the_handle(preset, pack_specs):
+    wf = WORKFLOWS[ONE_PASS_FILES[preset]]
+    [edit] = nodes_of(wf, "DragOnePassEdit")
+    values = wg.named_widgets(pack_specs["DragOnePassEdit"], edit)
+    assert values["preset"] == preset and values["overrides"] == "{}"
+    [picker] = nodes_of(wf, "DragPointPicker")
+    mask = decode_mask(picker["widgets_values"][1], 768, 768)[0]
+    points = parse_points(picker["widgets_values"][0], 768, 768)
+    for x, y in points.handles:
+        assert mask[round(y), round(x)] == 1, "the example handle lies in the painted region"
+    assert 0.01 < float(mask.mean()) < 0.5
+
+
 def test_step_by_step_workflow_shows_each_stage_in_a_group():
     wf = WORKFLOWS[STEP_BY_STEP]
     types = {n["type"] for n in wf["nodes"]}
@@ -161,7 +178,7 @@ def test_no_node_overlaps_another_as_shipped(name):
 
 def test_every_pack_node_is_in_some_workflow(pack_specs):
     used = {n["type"] for wf in WORKFLOWS.values() for n in wf["nodes"]}
-    assert len(pack_specs) == 7 and set(pack_specs) <= used
+    assert len(pack_specs) == 8 and set(pack_specs) <= used
 
 
 def test_readme_lists_every_workflow():

@@ -100,8 +100,8 @@ def parse_sets(items) -> dict:
 
 def bench_configs(names, sets, adapt=None) -> dict:
     from comfyui_drag.drag_ops.overrides import apply_overrides
-    from comfyui_drag.drag_ops.presets import PRESETS, preset
-    names = list(PRESETS) if names == ["all"] else names
+    from comfyui_drag.drag_ops.presets import ALL_PRESETS, preset
+    names = list(ALL_PRESETS) if names == ["all"] else names
     configs = {}
     for name in names:
         config = preset(name)

@@ -12,7 +12,8 @@ a reference-sampling step over a forward at batch 2. Times are taken without the
 peak memory per stage comes from separate short runs: CUDA's allocator peak on a GPU; on the CPU
 the bytes the C allocator has handed out (glibc's mallinfo2, resident memory elsewhere) sampled
 every 5 ms, above the level when the stage began. `--parts full` times a whole edit (LoRA, inversion, drag, sampling, decode)
-and splits it by stage.
+and splits it by stage, with the UNet passes it made; `--parts one_pass` times and counts the whole edit
+of each training-free preset (FastDrag, RegionDrag), which has no drag loop to time by the update.
 """
 
 from __future__ import annotations
@@ -99,6 +100,34 @@ class PassCounter:
 
     def __exit__(self, *exc):
         del self.model.forward
+
+
+class NetworkPasses:
+    """Counts the network's passes as a whole edit makes them (any DiffusionModel on this network, e.g.
+    a one-pass preset's own 10-step schedule): forwards without and with gradients, and the latents
+    they carried (a reference-sampling pass carries 2)."""
+
+    def __init__(self, network):
+        self.network, self.inner = network, network.predict
+        self.nograd = self.grad = self.latents = 0
+
+    def __enter__(self):
+        def counted(z, *a, **k):
+            if torch.is_grad_enabled():
+                self.grad += 1
+            else:
+                self.nograd += 1
+            self.latents += z.shape[0]
+            return self.inner(z, *a, **k)
+        self.network.predict = counted
+        return self
+
+    def __exit__(self, *exc):
+        del self.network.predict
+
+    def text(self) -> str:
+        return (f"UNet passes: {self.nograd} forward, {self.grad} forward+backward, carrying {self.latents} "
+                "latents")
 
 
 class _MallInfo2(ctypes.Structure):
@@ -244,11 +273,31 @@ def full_edit(model, cond, latent, config, steps: int) -> None:
         last[0] = now
 
     t0 = time.perf_counter()
-    pipeline.run_edit(model, image, points, cond, config, callback=cb)
+    with NetworkPasses(model.network) as passes:
+        pipeline.run_edit(model, image, points, cond, config, callback=cb)
     times["decode"] = time.perf_counter() - last[0]
     print(f"full edit {time.perf_counter() - t0:.2f} s:", ", ".join(f"{k} {v:.2f} s" for k, v in times.items()),
           "(encoding the image is inside the first stage's first step)")
     print("  steps per stage:", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"  {passes.text()}")
+
+
+def one_pass_edits(model, cond, latent, names, adapt, t_f: float) -> None:
+    """Each training-free preset's whole edit (FastDrag, RegionDrag): its time and its UNet passes, and the
+    time as bare forwards at batch 1 (a pass at batch 2 costs about two)."""
+    h, w, points = drag_setup(model, latent)
+    image = model.codec.decode(latent)[:, :3].clamp(-1, 1)
+    if image.shape[-2:] != (h, w):
+        image = torch.nn.functional.interpolate(image, (h, w))
+    mask = torch.zeros(h, w)
+    mask[h // 4: 3 * h // 4, w // 5: 4 * w // 5] = 1
+    for name in names:
+        config = adapt(presets.preset(name))
+        t0 = time.perf_counter()
+        with NetworkPasses(model.network) as passes:
+            pipeline.run_edit(model, image, points, cond, config, mask)
+        seconds = time.perf_counter() - t0
+        print(f"{name:<14} whole edit {seconds:.2f} s = {seconds / t_f:.1f} bare forwards; {passes.text()}")
 
 
 def main() -> None:
@@ -258,7 +307,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="drag updates timed per preset")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--presets", default=",".join(presets.PRESETS))
-    ap.add_argument("--parts", default="invert,sample,lora,presets,full", help="what to time besides the bare passes")
+    ap.add_argument("--parts", default="invert,sample,lora,presets,full,one_pass",
+                    help="what to time besides the bare passes")
+    ap.add_argument("--one-pass-presets", default=",".join(presets.ONE_PASS_PRESETS),
+                    help="training-free presets whose whole edit is timed and counted (--parts one_pass)")
     ap.add_argument("--full-preset", default="DragDiffusion", help="preset of the whole edit (--parts full)")
     ap.add_argument("--full-steps", type=int, default=None,
                     help="cap LoRA and drag steps of the whole edit (default: the preset's own on shapes, 3 on sd15)")
@@ -313,6 +365,10 @@ def main() -> None:
         print(f"LoRA step (batch 4) {t_lora * 1e3:.1f} ms = {t_lora / t_fb4:.2f}x bare forward+backward at batch 4 "
               f"({before * 1e3:.1f} ms before, {after * 1e3:.1f} ms after); peak {m_lora:.0f} MiB "
               f"(bare at batch 4: {m_fb4:.0f} MiB)")
+
+    if "one_pass" in parts:
+        t_f = bare_costs(model, cond, latent, 1, 1, peaks=False, warmup=False)[0]
+        one_pass_edits(model, cond, latent, args.one_pass_presets.split(","), adapt, t_f)
 
     if "full" in parts:
         full_steps = args.full_steps if args.full_steps is not None else (0 if args.model == "shapes" else 3)

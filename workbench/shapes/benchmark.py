@@ -372,7 +372,8 @@ SUMMARY_KEYS = ("md", "md_ratio", "identity", "iou", "psnr_gt", "ssim_gt", "psnr
 
 def run(model, cond, tasks: list[Task], configs: dict, log=print, images: dict | None = None) -> dict:
     """{method: [metrics per task]} for each named EditConfig, plus "<name> do-nothing": the same
-    run's reconstruction (inversion and sampling of the unedited latent, LoRA included).
+    run's reconstruction (inversion and sampling of the unedited latent, LoRA included; for the
+    one-pass presets, which sample no original, the VAE's round trip).
     images, if a dict, receives {(method, task name): uint8 output}."""
     from comfyui_drag.drag_ops.pipeline import run_edit
     results = {}

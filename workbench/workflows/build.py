@@ -67,6 +67,9 @@ CARDS = {
     "reuse_identity_lora": Card("Drag with a saved identity LoRA", "Reuse a saved LoRA",
                                 "Load a saved identity LoRA: no retraining", "reuse"),
     "sdxl_drag": Card("Drag on SDXL", "Drag on SDXL", "SDXL checkpoints, 1024 px images", "sdxl"),
+    "fastdrag": Card("Drag with FastDrag", "FastDrag", "One-step latent warp: seconds, no LoRA", "fastdrag"),
+    "regiondrag": Card("Drag with RegionDrag", "RegionDrag", "Copy a region along the points: seconds",
+                       "regiondrag"),
 }
 
 NOTE_COLOR, NOTE_BG = "#432", "#653"
@@ -236,6 +239,76 @@ and sampling is guided back toward the input. Inverts to 80%.
 n_segments: fewer = larger kept regions. dilation: how far the kept region grows (-1: 16 px).
 """,
 }
+
+
+ONE_PASS_NOTES = {
+    "FastDrag": """
+PRESET: FastDrag (Zhao et al., NeurIPS 2024)
+Training-free, in seconds: DDIM-inverts with 10 steps to 70%, then warps the inverted latent once,
+like a stretched sheet: each point of the painted region moves by the drag, scaled down to nothing at
+the circle around the region; the gaps are filled from their nearest neighbours. Sampling reads the
+inversion's attention keys and values. No LoRA, no optimisation.
+The painted region is what stretches: paint the part to move and room around it.
+""",
+    "RegionDrag": """
+PRESET: RegionDrag (Lu et al., ECCV 2024)
+Training-free, in seconds: a 20-step DDPM inversion to 50% that records its noise; the painted part
+under each handle is copied to where its points send it, at every sampling step, and the sampling
+reads the inversion's attention keys and values. Outside the painted part and its copy the input's
+own pixels stay. Several pairs in one part move, stretch or squeeze it.
+""",
+}
+
+ONE_PASS_NOTE = """
+Drag One-Pass Edit inverts, moves the inverted latent and samples once: no identity LoRA, no drag
+loop, so an edit takes seconds and re-dragging simply runs it again. The example mask is painted
+around the hand; paint your own on your image (clear it first).
+overrides: any setting as JSON, e.g. {"num_steps": 20}; 'Settings used' lists every setting's name,
+value and source (the authors' code or paper). A MODEL from Drag Identity LoRA works
+too, for a closer likeness at the LoRA's cost.
+"""
+
+
+def painted_disc(centre, radius: int, size: int = 768) -> str:
+    """A mask as the point picker's widget writes it: a PNG data URL, white where painted."""
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+    img = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(img).ellipse([centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius],
+                                fill=255)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+# the raised hand (POINTS' handle at (585, 360)): FastDrag stretches a wider region than RegionDrag moves
+ONE_PASS_MASKS = {"FastDrag": ((585, 330), 150), "RegionDrag": ((590, 365), 60)}
+
+
+def one_pass_workflow(preset: str, name: str) -> dict:
+    c = Canvas(name)
+    c.note((0, -300), (820, 250), START_NOTE)
+    ckpt, text, image = loaders(c)
+    pick = c.node("DragPointPicker", (380, 0), (480, 660), points=POINTS, mask=painted_disc(*ONE_PASS_MASKS[preset]))
+    c.link(image, "IMAGE", pick, "image")
+    x = 900
+    c.note((x, -300), (380, 250), ONE_PASS_NOTES[preset])
+    edit = c.node("DragOnePassEdit", (x, 0), (380, 560), preset=preset)
+    for output, input_name in (((ckpt, "MODEL"), "model"), ((ckpt, "VAE"), "vae"), ((image, "IMAGE"), "image"),
+                               ((text, "CONDITIONING"), "conditioning"), ((pick, "points"), "points"),
+                               ((pick, "mask"), "mask")):
+        c.link(*output, edit, input_name)
+    settings = c.node("PreviewAny", (x, 610), (380, 300), title="Settings used")
+    c.link(edit, "settings", settings, "source")
+    c.note((x, 960), (380, 220), ONE_PASS_NOTE)
+    x += 420
+    save = c.node("SaveImage", (x, 0), (420, 460), filename_prefix=f"drag/{preset}")
+    c.link(edit, "image", save, "images")
+    path = c.node("PreviewImage", (x, 510), (420, 460), title="Preview: the drags")
+    c.link(edit, "trajectory", path, "images")
+    return c.workflow()
 
 
 def preset_workflow(preset: str, name: str) -> dict:
@@ -493,6 +566,8 @@ WORKFLOWS = {
     "refine_with_ksampler": refine_with_ksampler,
     "reuse_identity_lora": reuse_identity_lora,
     "sdxl_drag": sdxl_workflow,
+    "fastdrag": lambda n: one_pass_workflow("FastDrag", n),
+    "regiondrag": lambda n: one_pass_workflow("RegionDrag", n),
 }
 
 

@@ -21,7 +21,8 @@ HANDLE, TARGET, MASK = (239, 68, 68), (59, 130, 246), (34, 197, 94)  # the point
 SHAPE = (250, 204, 21)
 ACCENT = {"dragdiffusion": (251, 146, 60), "freedrag": (74, 222, 128), "stabledrag": (192, 132, 252),
           "gooddrag": (56, 189, 248), "adaptivedrag": (244, 114, 182), "step_by_step": (96, 165, 250),
-          "refine": (250, 204, 21), "reuse": (45, 212, 191), "sdxl": (163, 230, 53)}
+          "refine": (250, 204, 21), "reuse": (45, 212, 191), "sdxl": (163, 230, 53), "fastdrag": (250, 204, 21),
+          "regiondrag": (45, 212, 191)}
 PANEL_BOX = (24, 128, 488, 416)  # the picture's area, in 512-px coordinates
 
 
@@ -295,9 +296,41 @@ def draw_sdxl(p: Pen, accent):
     label(p, 316, 228, "features 1/4 of the image", fill=TEXT, size=17)
 
 
+def draw_fastdrag(p: Pen, accent):
+    """The latent warped in one step: each point moves by the drag scaled down linearly to zero at the
+    circle around the region, so the content stretches toward the target."""
+    centre, radius = (212, 136), 118
+    p.d.ellipse(p.box(centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius),
+                outline=MUTED, width=2 * S)
+    h, t = (182, 136), (272, 136)
+    for dx, dy in ((-70, -50), (0, -62), (70, -50), (-70, 50), (0, 62), (70, 50), (-60, 0)):
+        a = (h[0] + dx, h[1] + dy)
+        share = max(0.0, 1 - math.dist(a, h) / (radius + 40))
+        p.arrow(a, (a[0] + 90 * share, a[1]), fade(accent, 0.3 + 0.7 * share), width=4, head=12)
+        p.dot(*a, 5, MUTED)
+    points(p, h, t, ghost=False)
+    label(p, 232, 268, "one step, no training", fill=accent, size=20)
+
+
+def draw_regiondrag(p: Pen, accent):
+    """A handle region's inverted latent copied onto its target region at every sampling step."""
+    src, dst = (40, 70, 170, 200), (290, 40, 420, 170)
+    p.rect(*src, fill=fade(HANDLE, 0.35), outline=HANDLE, width=3, radius=6)
+    p.rect(*dst, fill=fade(TARGET, 0.35), outline=TARGET, width=3, radius=6)
+    for fy in (0.25, 0.5, 0.75):
+        a = (src[2] - 10, src[1] + (src[3] - src[1]) * fy)
+        b = (dst[0] + 10, dst[1] + (dst[3] - dst[1]) * fy)
+        p.arrow(a, b, accent, width=3, head=11)
+    shape(p, (105, 135), r=30)
+    p.dot(105, 135, 7, HANDLE)
+    p.dot(355, 105, 7, TARGET)
+    label(p, 232, 250, "copy at every step", fill=accent, size=20)
+
+
 PICTURES = {"dragdiffusion": draw_dragdiffusion, "freedrag": draw_freedrag, "stabledrag": draw_stabledrag,
             "gooddrag": draw_gooddrag, "adaptivedrag": draw_adaptivedrag, "step_by_step": draw_step_by_step,
-            "refine": draw_refine, "reuse": draw_reuse, "sdxl": draw_sdxl}
+            "refine": draw_refine, "reuse": draw_reuse, "sdxl": draw_sdxl, "fastdrag": draw_fastdrag,
+            "regiondrag": draw_regiondrag}
 
 
 def thumbnail(picture: str, heading: str, description: str) -> Image.Image:
