@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..drag_ops import families, rules
+from ..drag_ops import families, presets, rules
 from ..drag_ops.pipeline import run_edit
 from ..drag_ops.plan import STAGES, plan
 from .bridge import apply_identity_lora, conditioning_from_comfy, diffusion_model_from_comfy

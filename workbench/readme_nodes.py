@@ -10,7 +10,6 @@ holds what this writes.
 from __future__ import annotations
 
 import os
-import pathlib
 import sys
 
 import pack_loader

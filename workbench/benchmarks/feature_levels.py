@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import time
 
 import torch
