@@ -13,7 +13,7 @@ from comfy_server import FRONTENDS, ROOT, run_driver
 PACK = "comfyui_drag"  # the folder comfy_server.start links the pack in as
 TITLES = ["Drag with DragDiffusion", "Drag with FreeDrag", "Drag with StableDrag", "Drag with GoodDrag",
           "Drag with AdaptiveDrag auto mask", "Drag step by step", "Drag, then refine with KSampler",
-          "Drag with a saved identity LoRA", "Drag on SDXL"]
+          "Drag with a saved identity LoRA", "Drag on SDXL", "Drag with FastDrag", "Drag with RegionDrag"]
 OPEN = "Drag, then refine with KSampler"  # spaces and a comma in the URL of its JSON
 
 
