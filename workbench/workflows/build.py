@@ -287,6 +287,27 @@ def painted_disc(centre, radius: int, size: int = 768) -> str:
 ONE_PASS_MASKS = {"FastDrag": ((585, 330), 150), "RegionDrag": ((590, 365), 60)}
 
 
+def link_edit_inputs(c: Canvas, edit, ckpt, text, image, pick, mask_source) -> None:
+    """The one-box edit nodes' inputs, in their order: model, vae, image, conditioning, points, mask."""
+    for (node, output), name in (((ckpt, "MODEL"), "model"), ((ckpt, "VAE"), "vae"), ((image, "IMAGE"), "image"),
+                                 ((text, "CONDITIONING"), "conditioning"), ((pick, "points"), "points"),
+                                 (mask_source, "mask")):
+        c.link(node, output, edit, name)
+
+
+def edit_outputs(c: Canvas, edit, x: int, settings_y: int, note: tuple, prefix: str, trajectory_title: str) -> None:
+    """Under a one-box edit node its settings and a note ((y, height, text)); right of it the saved image
+    and the trajectory preview."""
+    settings = c.node("PreviewAny", (x, settings_y), (380, 300), title="Settings used")
+    c.link(edit, "settings", settings, "source")
+    note_y, note_h, text = note
+    c.note((x, note_y), (380, note_h), text)
+    save = c.node("SaveImage", (x + 420, 0), (420, 460), filename_prefix=prefix)
+    c.link(edit, "image", save, "images")
+    path = c.node("PreviewImage", (x + 420, 510), (420, 460), title=trajectory_title)
+    c.link(edit, "trajectory", path, "images")
+
+
 def one_pass_workflow(preset: str, name: str) -> dict:
     c = Canvas(name)
     c.note((0, -300), (820, 250), START_NOTE)
@@ -296,18 +317,8 @@ def one_pass_workflow(preset: str, name: str) -> dict:
     x = 900
     c.note((x, -300), (380, 250), ONE_PASS_NOTES[preset])
     edit = c.node("DragOnePassEdit", (x, 0), (380, 560), preset=preset)
-    for output, input_name in (((ckpt, "MODEL"), "model"), ((ckpt, "VAE"), "vae"), ((image, "IMAGE"), "image"),
-                               ((text, "CONDITIONING"), "conditioning"), ((pick, "points"), "points"),
-                               ((pick, "mask"), "mask")):
-        c.link(*output, edit, input_name)
-    settings = c.node("PreviewAny", (x, 610), (380, 300), title="Settings used")
-    c.link(edit, "settings", settings, "source")
-    c.note((x, 960), (380, 220), ONE_PASS_NOTE)
-    x += 420
-    save = c.node("SaveImage", (x, 0), (420, 460), filename_prefix=f"drag/{preset}")
-    c.link(edit, "image", save, "images")
-    path = c.node("PreviewImage", (x, 510), (420, 460), title="Preview: the drags")
-    c.link(edit, "trajectory", path, "images")
+    link_edit_inputs(c, edit, ckpt, text, image, pick, (pick, "mask"))
+    edit_outputs(c, edit, x, 610, (960, 220, ONE_PASS_NOTE), f"drag/{preset}", "Preview: the drags")
     return c.workflow()
 
 
@@ -332,20 +343,8 @@ def preset_workflow(preset: str, name: str) -> dict:
         x += 380
     c.note((x, -300), (380, 250), PRESET_NOTES[preset])
     edit = c.node("DragEdit", (x, 0), (380, 650), preset=preset)  # 230 px below the widgets for previews
-    c.link(ckpt, "MODEL", edit, "model")
-    c.link(ckpt, "VAE", edit, "vae")
-    c.link(image, "IMAGE", edit, "image")
-    c.link(text, "CONDITIONING", edit, "conditioning")
-    c.link(pick, "points", edit, "points")
-    c.link(*mask_source, edit, "mask")
-    settings = c.node("PreviewAny", (x, 700), (380, 300), title="Settings used")
-    c.link(edit, "settings", settings, "source")
-    c.note((x, 1050), (380, 200), ONE_BOX_NOTE)
-    x += 420
-    save = c.node("SaveImage", (x, 0), (420, 460), filename_prefix=f"drag/{preset}")
-    c.link(edit, "image", save, "images")
-    path = c.node("PreviewImage", (x, 510), (420, 460), title="Preview: handle trajectory")
-    c.link(edit, "trajectory", path, "images")
+    link_edit_inputs(c, edit, ckpt, text, image, pick, mask_source)
+    edit_outputs(c, edit, x, 700, (1050, 200, ONE_BOX_NOTE), f"drag/{preset}", "Preview: handle trajectory")
     return c.workflow()
 
 
@@ -375,20 +374,8 @@ def sdxl_workflow(name: str) -> dict:
     x = 900
     c.note((x, -300), (380, 250), PRESET_NOTES["DragDiffusion"])
     edit = c.node("DragEdit", (x, 0), (380, 650), preset="DragDiffusion")
-    c.link(ckpt, "MODEL", edit, "model")
-    c.link(ckpt, "VAE", edit, "vae")
-    c.link(image, "IMAGE", edit, "image")
-    c.link(text, "CONDITIONING", edit, "conditioning")
-    c.link(pick, "points", edit, "points")
-    c.link(pick, "mask", edit, "mask")
-    settings = c.node("PreviewAny", (x, 700), (380, 300), title="Settings used")
-    c.link(edit, "settings", settings, "source")
-    c.note((x, 1050), (380, 200), ONE_BOX_NOTE)
-    x += 420
-    save = c.node("SaveImage", (x, 0), (420, 460), filename_prefix="drag/SDXL")
-    c.link(edit, "image", save, "images")
-    path = c.node("PreviewImage", (x, 510), (420, 460), title="Preview: handle trajectory")
-    c.link(edit, "trajectory", path, "images")
+    link_edit_inputs(c, edit, ckpt, text, image, pick, (pick, "mask"))
+    edit_outputs(c, edit, x, 700, (1050, 200, ONE_BOX_NOTE), "drag/SDXL", "Preview: handle trajectory")
     return c.workflow()
 
 
