@@ -565,6 +565,17 @@ def tiny_sd15(comfyui):
 
 
 @pytest.fixture(scope="session")
+def prompt_and_image(comfyui, tiny_sd15):
+    """(CONDITIONING of "a yellow disc" from the tiny checkpoint's CLIP, IMAGE of the test picture), as
+    the stock CLIPTextEncode and LoadImage make them. Shared: tests must not change them."""
+    import torch
+    with torch.inference_mode():
+        cond = comfyui.nodes.CLIPTextEncode().encode(tiny_sd15[1], "a yellow disc")[0]
+        image = comfyui.nodes.LoadImage().load_image(IMAGE)[0]
+    return cond, image
+
+
+@pytest.fixture(scope="session")
 def bridge(comfyui):
     """The pack's bridge module as ComfyUI imported it."""
     return comfyui.pack_module("nodes.bridge")

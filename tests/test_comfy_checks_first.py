@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from comfy_support import (IMAGE, bridge, comfyui, make_comfy_model, requires_comfyui, run_node,  # noqa: F401
-                           tiny_sd15)
+from comfy_support import (IMAGE, bridge, comfyui, make_comfy_model, prompt_and_image, requires_comfyui,  # noqa: F401
+                           run_node, tiny_sd15)
 from comfyui_drag.drag_ops import presets
 from comfyui_drag.drag_ops.overrides import rule_of, settings_of
 from comfyui_drag.drag_ops.rules import Part
@@ -58,11 +58,9 @@ TINY_NO_DECODER_ATTENTION = {
 
 
 @pytest.fixture(scope="module")
-def env(comfyui, tiny_sd15, pack):
+def env(comfyui, tiny_sd15, prompt_and_image, pack):
     model, clip, vae = tiny_sd15
-    with torch.inference_mode():
-        cond = comfyui.nodes.CLIPTextEncode().encode(clip, "a yellow disc")[0]
-        image = comfyui.nodes.LoadImage().load_image(IMAGE)[0]
+    cond, image = prompt_and_image
     mask = torch.zeros(1, S, S)
     mask[:, 8:56, 8:56] = 1
     points = pack.points.parse_points([[20, 24], [30, 26]])

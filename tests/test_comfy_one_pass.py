@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from comfy_support import CHECKPOINT, IMAGE, IMAGE_SIZE, bridge, comfyui, requires_comfyui, run_node, tiny_sd15  # noqa: F401
+from comfy_support import (CHECKPOINT, IMAGE, IMAGE_SIZE, bridge, comfyui, prompt_and_image,  # noqa: F401
+                           requires_comfyui, run_node, tiny_sd15)
 from test_comfy_reliability import Snapshot, assert_clean, cancel  # noqa: F401
 
 pytestmark = requires_comfyui
@@ -56,11 +57,9 @@ def test_drag_edit_runs_a_one_pass_preset_without_a_lora(comfyui):
 
 
 @pytest.fixture(scope="module")
-def env(comfyui, tiny_sd15):
+def env(comfyui, tiny_sd15, prompt_and_image):
     model, clip, vae = tiny_sd15
-    with torch.inference_mode():
-        cond = comfyui.nodes.CLIPTextEncode().encode(clip, "a yellow disc")[0]
-        image = comfyui.nodes.LoadImage().load_image(IMAGE)[0]
+    cond, image = prompt_and_image
     points = comfyui.pack_module("drag_ops.points").parse_points([[20, 24], [30, 26]])
     node = comfyui.pack_module("nodes.one_pass").DragOnePassEdit
     return SimpleNamespace(model=model, vae=vae, cond=cond, image=image, points=points, node=node)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from comfy_support import IMAGE, comfyui, requires_comfyui, run_node, tiny_sd15  # noqa: F401
+from comfy_support import IMAGE, comfyui, prompt_and_image, requires_comfyui, run_node, tiny_sd15  # noqa: F401
 from comfyui_drag.drag_ops import presets
 from test_comfy_reliability import call
 
@@ -33,12 +33,10 @@ ONE_BOX = {"lora.steps": 2, "lora.rank": 2, "lora.batch_size": 1, "inversion_str
 
 
 @pytest.fixture(scope="module")
-def env(comfyui, tiny_sd15):
+def env(comfyui, tiny_sd15, prompt_and_image):
     mod = comfyui.pack_module
     model, clip, vae = tiny_sd15
-    with torch.inference_mode():
-        cond = comfyui.nodes.CLIPTextEncode().encode(clip, "a yellow disc")[0]
-        image = comfyui.nodes.LoadImage().load_image(IMAGE)[0]
+    cond, image = prompt_and_image
     nodes = SimpleNamespace(lora=mod("nodes.identity_lora").DragIdentityLoRA,
                             invert=mod("nodes.invert").DragDDIMInversion,
                             optimize=mod("nodes.drag_optimize").DragLatentOptimizer,

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from comfy_support import (IMAGE, IMAGE_SIZE, assert_model_clean, bridge, comfyui, make_comfy_model,  # noqa: F401
-                           patched_weights, requires_comfyui, run_node, tiny_sd15)
+                           patched_weights, prompt_and_image, requires_comfyui, run_node, tiny_sd15)
 
 pytestmark = requires_comfyui
 
@@ -48,11 +48,9 @@ def pack(comfyui):
 
 
 @pytest.fixture(scope="module")
-def env(comfyui, tiny_sd15):
+def env(comfyui, tiny_sd15, prompt_and_image):
     model, clip, vae = tiny_sd15
-    with torch.inference_mode():
-        cond = comfyui.nodes.CLIPTextEncode().encode(clip, "a yellow disc")[0]
-        image = comfyui.nodes.LoadImage().load_image(IMAGE)[0]
+    cond, image = prompt_and_image
     mask = torch.zeros(1, S, S)
     mask[:, 8:56, 8:56] = 1
     return SimpleNamespace(model=model, vae=vae, cond=cond, image=image, mask=mask)
