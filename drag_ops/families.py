@@ -98,8 +98,8 @@ def of_diffusers_config(config) -> Family:
 
 
 def of(network) -> Family:
-    """The network's family (SD 1.x/2.x for a network that does not say)."""
-    return getattr(network, "family", None) or SD
+    """The network's family."""
+    return network.family
 
 
 # The papers' values (SD 1.5) of the settings a family restates: a setting that still holds one is the
@@ -162,15 +162,10 @@ def summary(network) -> str:
     """Two lines: the family with its notes, and the memory choices in force."""
     family = of(network)
     lines = [f"model family: {family.name}: {family.notes}"]
-    checkpointing = getattr(network, "gradient_checkpointing", None)
-    memory = f"memory: {family.memory}"
-    if checkpointing is not None and checkpointing != family.gradient_checkpointing:
-        memory += f"; gradient checkpointing {'on' if checkpointing else 'off'} (chosen)"
-    elif checkpointing is not None:
-        memory += f"; gradient checkpointing {'on' if checkpointing else 'off'}"
-    dtype = getattr(network, "dtype", None)
-    if dtype is not None:
-        memory += f"; UNet weights in {str(dtype).replace('torch.', '')}"
+    checkpointing = network.gradient_checkpointing
+    chosen = " (chosen)" if checkpointing != family.gradient_checkpointing else ""
+    memory = (f"memory: {family.memory}; gradient checkpointing {'on' if checkpointing else 'off'}{chosen}; "
+              f"UNet weights in {str(network.dtype).replace('torch.', '')}")
     return "\n".join(lines + [memory])
 
 

@@ -53,8 +53,12 @@ class Network(Protocol):
     downsampling: int  # latent pixels per pixel at the network's coarsest level
     context_width: int  # width of the text context it cross-attends to
     decoder_levels: int  # feature levels, numbered as diffusers numbers up_blocks
+    family: families.Family  # what the drag restates for this model family (drag_ops/families.py)
+    gradient_checkpointing: bool  # recompute activations in the backward pass (the family's default unless chosen)
 
     def level_channels(self, level: int) -> int: ...
+
+    def check_conditioning(self, cond, input: str = "conditioning") -> None: ...  # what else the family needs
 
     def attention_layers(self) -> list[AttentionLayer]: ...
 

@@ -54,9 +54,7 @@ def check_conditioning(cond: Conditioning, model: DiffusionModel, input: str = "
     if cond.context.dim() != 3 or cond.context.shape[-1] != width:
         raise DragInputError(f"conditioning width {cond.context.shape[-1]} does not fit the model's {width}: "
                              "encode the prompt with the CLIP of the same checkpoint", input=input)
-    network_check = getattr(model.network, "check_conditioning", None)  # what else a family needs (SDXL's pooled prompt)
-    if network_check is not None:
-        network_check(cond, input)
+    model.network.check_conditioning(cond, input)  # what else the family needs (SDXL's pooled prompt)
 
 
 def check_depth(model: DiffusionModel, strength: float, available: int) -> int:
