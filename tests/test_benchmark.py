@@ -312,3 +312,37 @@ def test_lora_fit_the_adapter_with_the_resnet_convs_fits_the_image_where_attenti
     assert c_after < 0.95 * c_before and c_after < a_after
     assert a_after > 0.95 * a_before
     assert a_with > a_plain + 1 and c_with > c_plain + 1
+
+
+def test_an_interrupted_shapes_bench_resumes_from_its_rows_file(tmp_path):
+    """Hours-long CPU runs write each task's rows as they finish; --resume reads those back, runs only
+    the missing tasks, and the final JSON is the same as an uninterrupted run's."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "bench.json"
+
+    def bench(*extra):
+        run = subprocess.run([sys.executable, "-m", "workbench", "bench", "--presets", "FastDrag", "--tasks", "3",
+                              "--task-seed", "11", "--json", str(out), *extra], cwd=root, capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout, json.loads(out.read_text())
+
+    _, whole = bench()
+    rows_file = out.with_suffix(".rows.jsonl")
+    lines = rows_file.read_text().splitlines()
+    assert [json.loads(line)["task"] for line in lines] == [t["name"] for t in whole["tasks"]]
+    # cut after the first task, and mark it so that reading it back is told apart from running it again
+    first = json.loads(lines[0])
+    first["results"]["FastDrag"][0]["seconds"] = -1.0
+    rows_file.write_text(json.dumps(first) + "\n")
+    stdout, resumed = bench("--resume")
+    assert "resuming: 1 of 3 tasks" in stdout
+    assert resumed["results"]["FastDrag"][0]["seconds"] == -1.0
+    assert len(rows_file.read_text().splitlines()) == 3
+    for method, rows in whole["results"].items():
+        for a, b in zip(rows[1:], resumed["results"][method][1:]):
+            assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}

@@ -151,7 +151,7 @@ def _bench_shapes(args, names, sets) -> dict:
         tasks = [t for t in tasks if t.kind in args.only.split(",")]
     configs = bench_configs(names, sets, world.adapt)
     images = {} if args.images else None
-    results = benchmark.run(model, cond, tasks, configs, images=images)
+    results = _run_checkpointed(args, tasks, lambda task: benchmark.run(model, cond, [task], configs, images=images))
     summary = benchmark.summarise(results)
     if images:
         _save_images(args.images, tasks, images)
@@ -159,6 +159,41 @@ def _bench_shapes(args, names, sets) -> dict:
             "settings": {n: {k: v["value"] for k, v in describe(n, c).items()} for n, c in configs.items()},
             "tasks": [t.describe() for t in tasks], "summary": summary, "results": results,
             "table": benchmark.table(summary)}
+
+
+def _run_checkpointed(args, tasks, run_task) -> dict:
+    """{method: rows} over tasks in order. With --json, each finished task's rows are appended to
+    <json>.rows.jsonl as they come; with --resume, tasks already there are read back instead of run,
+    so that an interrupted run (hours on a CPU) loses at most the task it was on."""
+    import json
+    import pathlib
+
+    rows_path = pathlib.Path(args.json).with_suffix(".rows.jsonl") if args.json else None
+    if args.resume and not rows_path:
+        raise SystemExit("--resume needs --json (the rows file sits beside it)")
+    if args.resume and args.images:
+        raise SystemExit("--resume cannot redraw --images for the tasks it reads back: give one or the other")
+    done = {}
+    if rows_path and args.resume and rows_path.exists():
+        for line in rows_path.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                done[entry["task"]] = entry["results"]
+        print(f"resuming: {len(done)} of {len(tasks)} tasks read back from {rows_path}")
+    elif rows_path:
+        rows_path.parent.mkdir(parents=True, exist_ok=True)
+        rows_path.write_text("")
+    results = {}
+    for task in tasks:
+        task_results = done.get(task.name)
+        if task_results is None:
+            task_results = run_task(task)
+            if rows_path:
+                with rows_path.open("a") as f:
+                    f.write(json.dumps({"task": task.name, "results": task_results}, default=str) + "\n")
+        for method, rows in task_results.items():
+            results.setdefault(method, []).extend(rows)
+    return results
 
 
 def _save_images(folder, tasks, images) -> None:
@@ -234,6 +269,9 @@ def main(argv=None) -> None:
                    help="override a setting, e.g. drag.learning_rate=0.02 or GoodDrag:schedule.drag_rounds=40 "
                    "(repeatable; VALUE is JSON)")
     b.add_argument("--json", default=None, help="write per-task metrics, averages and settings here")
+    b.add_argument("--resume", action="store_true",
+                   help="shapes world: read back the tasks already in <json>.rows.jsonl (written task by task) "
+                   "and run only the rest")
     b.add_argument("--images", default=None, help="folder for a grid of inputs, ground truths and outputs")
     b.add_argument("--weights", default=None, help="shapes-world weights folder (default: workbench/shapes/weights)")
     b.add_argument("--seed", type=int, default=0)
