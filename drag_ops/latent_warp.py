@@ -21,7 +21,7 @@ import torch
 
 from . import rules
 from .errors import DragInputError
-from .rules import Choice
+from .rules import Choice, Flag
 
 EPS = 1e-4  # the code's guard in 1 / (|C - A| + eps)
 
@@ -31,15 +31,27 @@ class LatentWarp:
     """fill: "sequential" (the code: holes filled in row-major order, each seeing the holes filled
     before it) or "simultaneous" (the paper's BNNI: every hole reads only pixels that were never
     holes). collisions: "first" (the code's "not recover": the first pixel in row-major order to
-    land on a place keeps it) or "mean" (the code's alternative "mean when recover")."""
+    land on a place keeps it) or "mean" (the code's alternative "mean when recover"). paste_outside:
+    off, sampling regenerates the whole image as the code does; on, the latent outside the mask and
+    the places the warp writes is held to the inversion's at each step and the output outside them is
+    the input's own pixels (as RegionDrag's code keeps the rest of the image)."""
 
     fill: str = "sequential"
     collisions: str = "first"
+    paste_outside: bool = False
 
-    RULES = {"fill": Choice(("sequential", "simultaneous")), "collisions": Choice(("first", "mean"))}
+    RULES = {"fill": Choice(("sequential", "simultaneous")), "collisions": Choice(("first", "mean")),
+             "paste_outside": Flag()}
 
     def __post_init__(self):
         rules.check(self)
+
+    def reach(self, handles: torch.Tensor, targets: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """[h, w] bool: the region and every place the warp writes to."""
+        _, dest = displacements(handles, targets, region)
+        out = region.clone()
+        out[dest[:, 1], dest[:, 0]] = True
+        return out
 
     def warp(self, latent: torch.Tensor, handles: torch.Tensor, targets: torch.Tensor,
              region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -106,7 +106,8 @@ def with_steps(model: DiffusionModel, num_steps: int) -> DiffusionModel:
 class Moves:
     """The edit's geometry at the latent's resolution. FastDrag: handles, targets [n, 2] latent (x, y)
     and the warped region [h, w]; RegionDrag: source and target pixels [M, 2] (x, y). editable: [h, w]
-    where sampling may change the latent (RegionDrag's blend), pixels: [H, W] the same in the image."""
+    where sampling may change the latent (None: everywhere), pixels: [H, W] the same in the image (None:
+    the output is not pasted into the input)."""
 
     handles: torch.Tensor | None = None
     targets: torch.Tensor | None = None
@@ -126,17 +127,16 @@ def moves_of(config: OnePassConfig, points: DragPoints, image_hw: tuple[int, int
     points.validate_in(image_hw[1], image_hw[0])
     mask = check_mask(mask, image_hw)
     if isinstance(config.edit, LatentWarp):
-        return _warp_moves(points, image_hw, latent_hw, mask)
+        return _warp_moves(config.edit, points, image_hw, latent_hw, mask)
     source, target = region_pairs(mask, points.handles, points.targets, image_hw, latent_hw)
     editable = (torch.ones(latent_hw, dtype=torch.bool) if mask is None else
                 F.interpolate(mask[None, None], size=latent_hw, mode="nearest")[0, 0] > 0.5)
     editable[target[:, 1], target[:, 0]] = True  # ours: a copied pixel is never blended away
-    pixels = None if mask is None else (mask > 0.5) | (F.interpolate(
-        editable[None, None].float(), size=image_hw, mode="nearest")[0, 0] > 0.5)
+    pixels = None if mask is None else (mask > 0.5) | _upsample(editable, image_hw)
     return Moves(source=source, target=target, editable=editable, pixels=pixels)
 
 
-def _warp_moves(points, image_hw, latent_hw, mask) -> Moves:
+def _warp_moves(warp, points, image_hw, latent_hw, mask) -> Moves:
     # FastDrag's code works at half the image size (sup_res): points rounded there, the mask downsampled there
     # (nearest) and then to the latent (bilinear, antialiased: torchvision's resize), any coverage counting
     half = (image_hw[0] // 2, image_hw[1] // 2)
@@ -156,7 +156,15 @@ def _warp_moves(points, image_hw, latent_hw, mask) -> Moves:
         if not region[min(round(y), h - 1), min(round(x), w - 1)]:
             raise DragInputError(f"pair {i}: the handle lies outside the mask; FastDrag stretches the masked "
                                  "region from each handle, so paint the part to move around its handle", input="points")
-    return Moves(handles=handles, targets=targets, region=region)
+    editable = pixels = None
+    if warp.paste_outside:
+        editable = warp.reach(handles, targets, region)
+        pixels = _upsample(editable, image_hw) if mask is None else (mask > 0.5) | _upsample(editable, image_hw)
+    return Moves(handles=handles, targets=targets, region=region, editable=editable, pixels=pixels)
+
+
+def _upsample(latent_mask: torch.Tensor, image_hw) -> torch.Tensor:
+    return F.interpolate(latent_mask[None, None].float(), size=image_hw, mode="nearest")[0, 0] > 0.5
 
 
 def plan_one_pass(model: DiffusionModel, config: OnePassConfig, image_hw, points, mask, cond: Conditioning | None):
@@ -212,7 +220,7 @@ def begin_edit(config: OnePassConfig, z: torch.Tensor, moves: Moves, generator: 
 
 
 def finish_edit(config: OnePassConfig, out: torch.Tensor, image: torch.Tensor, moves: Moves) -> torch.Tensor:
-    if isinstance(config.edit, RegionCopy) and config.edit.paste_outside and moves.pixels is not None:
+    if config.edit.paste_outside and moves.pixels is not None:
         keep = moves.pixels.to(out.device)
         return torch.where(keep, out, image)
     return out
@@ -246,10 +254,10 @@ def _sample(model, trajectory, z, ks, done, cond, config, moves, replay, callbac
     for k in ks:
         t = schedule.timestep(k)
         level = trajectory.at(k).to(dev)
-        if copy_:
-            if config.edit.copies_at(t, len(schedule.alphas_cumprod)):
-                z = paste(z, level, moves.source.to(dev), moves.target.to(dev))
-            z = torch.where(moves.editable.to(dev), z, level)  # code: drag.py::backward
+        if copy_ and config.edit.copies_at(t, len(schedule.alphas_cumprod)):
+            z = paste(z, level, moves.source.to(dev), moves.target.to(dev))
+        if moves.editable is not None:
+            z = torch.where(moves.editable.to(dev), z, level)  # as RegionDrag's code: drag.py::backward
         if replay:
             # what the inversion fed the UNet at this timestep: DDIM z_{k-1}, the SDE's noised z_k
             ref = level if sde else trajectory.at(k - 1).to(dev)

@@ -49,6 +49,8 @@ ONE_PASS_SOURCES = {
                      "the paper's BNNI reads only the valid pixels around a hole: 'simultaneous')",
         "edit.collisions": f"{_FD} drag_stretch_multipoint_ratio_interp move_mode 'not recover' (the first pixel "
                            "to land on a place keeps it; 'mean' is the code's 'mean when recover')",
+        "edit.paste_outside": f"{_FD} utils/ui_utils.py::run_drag (samples the whole image from the warped latent, "
+                              "no blend: off); ours: on keeps the rest of the image exactly, as RegionDrag's code does",
         "attention": f"{_FD} utils/unet_drag/attention_processor.py::AttnProcessor (the self-attention keys and "
                      "values of the 'up' blocks saved in inversion replace the sampling's; paper: "
                      "consistency-preserving strategy)",

@@ -10,7 +10,7 @@ from comfyui_drag.drag_ops import presets, rules
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.inversion import invert
 from comfyui_drag.drag_ops.latent_warp import LatentWarp, fill_holes
-from comfyui_drag.drag_ops.one_pass import AttentionReplay, OnePassConfig, moves_of, sample_one_pass
+from comfyui_drag.drag_ops.one_pass import AttentionReplay, Moves, OnePassConfig, moves_of, sample_one_pass
 from comfyui_drag.drag_ops.overrides import apply_overrides
 from comfyui_drag.drag_ops.pipeline import run_edit
 from comfyui_drag.drag_ops.points import DragPoints, parse_points
@@ -162,7 +162,7 @@ def test_sampling_reads_the_keys_and_values_the_inversion_computed(model, cond, 
         inverted = [seen[i:i + len(modules)] for i in range(0, len(seen), len(modules))]
         seen.clear()
         edited = trajectory.start + 0.3 * torch.randn_like(trajectory.start)
-        sample_one_pass(model, trajectory, edited, cond, config, None)
+        sample_one_pass(model, trajectory, edited, cond, config, Moves())
         sampled = [seen[i:i + len(modules)] for i in range(0, len(seen), len(modules))]
     finally:
         for h in hooks:
@@ -243,3 +243,21 @@ def test_moves_of_rounds_fastdrag_points_at_half_the_image_as_its_code():
     # 5 px -> round(2.5) = 2 at half size (half to even) -> 2 latent pixels at the 16-wide latent
     assert moves.handles.tolist() == [[2.0, 4.0]] and moves.targets.tolist() == [[6.0, 4.0]]
     assert moves.region.all()
+
+
+def test_fastdrag_resamples_the_whole_image_as_its_code_and_paste_outside_keeps_the_rest(fast_model, cond):
+    image = blob_image(centre=(10, 12))
+    mask = box(32, 32, 4, 2, 22, 20)
+    points = DragPoints(((10.0, 12.0),), ((16.0, 12.0),))
+    code = run_edit(fast_model, image, points, cond, presets.preset("FastDrag"), mask)
+    kept_config = apply_overrides(presets.preset("FastDrag"), {"edit.paste_outside": True})
+    kept = run_edit(fast_model, image, points, cond, kept_config, mask)
+    moves = moves_of(kept_config, points, (32, 32), (16, 16), mask)
+    outside = ~moves.pixels
+    # what may change: the mask, and where the warp writes (here within the mask's circle, past its edge)
+    assert (moves.pixels & (mask < 0.5)).any() and outside.sum() > 300
+    assert torch.equal(kept.image[..., outside], image[..., outside])
+    assert not torch.equal(kept.image[..., ~outside], image[..., ~outside])
+    # the code's default regenerates outside the mask too
+    assert (code.image[..., outside] - image[..., outside]).abs().max() > 1e-3
+    assert torch.allclose(code.image[..., ~outside], kept.image[..., ~outside], atol=0.5)
