@@ -116,8 +116,9 @@ def _papers_values() -> dict:
 def settings(config, network) -> dict:
     """{setting path: value} the network's family states for this config (nothing for SD 1.x/2.x).
     The values do not depend on the config's current ones, so stating them twice changes nothing."""
+    from .one_pass import is_one_pass
     family = of(network)
-    if family is SD:
+    if family is SD or is_one_pass(config):  # the one-pass presets track nothing: their layers go by structure
         return {}
     out = {"drag.features.blocks": (family.feature_level,), "drag.features.scale": family.feature_scale}
     if config.reference is not None and family.reference_level is not None:
@@ -158,19 +159,24 @@ def describe(name: str, config, network) -> dict:
     return out
 
 
-def summary(network) -> str:
-    """Two lines: the family with its notes, and the memory choices in force."""
+def summary(network, trains: bool = True) -> str:
+    """Two lines: the family with its notes, and the memory choices in force (trains: False for a preset
+    with no backward pass, which none of them concern)."""
     family = of(network)
     lines = [f"model family: {family.name}: {family.notes}"]
+    dtype = str(network.dtype).replace('torch.', '')
+    if not trains:
+        return "\n".join(lines + [f"memory: training-free (no LoRA, no backward pass); UNet weights in {dtype}"])
     checkpointing = network.gradient_checkpointing
     chosen = " (chosen)" if checkpointing != family.gradient_checkpointing else ""
     memory = (f"memory: {family.memory}; gradient checkpointing {'on' if checkpointing else 'off'}{chosen}; "
-              f"UNet weights in {str(network.dtype).replace('torch.', '')}")
+              f"UNet weights in {dtype}")
     return "\n".join(lines + [memory])
 
 
 def describe_text(name: str, config, network) -> str:
     """The settings output: the family line, then "path = value  (source)" for every setting."""
-    lines = [summary(network)]
+    from .one_pass import is_one_pass
+    lines = [summary(network, trains=not is_one_pass(config))]
     lines += [f"{path} = {item['value']!r}  ({item['source']})" for path, item in describe(name, config, network).items()]
     return "\n".join(lines)

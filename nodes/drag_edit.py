@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..drag_ops import families, presets, rules
+from ..drag_ops import families, rules
 from ..drag_ops.pipeline import run_edit
 from ..drag_ops.plan import STAGES, plan
 from .bridge import apply_identity_lora, conditioning_from_comfy, diffusion_model_from_comfy
@@ -92,9 +92,9 @@ class DragEdit(io.ComfyNode):
         """FastDrag, RegionDrag: no LoRA and no drag loop (drag_ops/one_pass.py), as Drag One-Pass Edit."""
         with located(NODE_NAME), stage_memory():
             config = configure_one_pass(preset, overrides, strategies)
-            result, img, user_mask = run_one_pass_node(model, vae, image, conditioning, points, config, mask)
+            result, img, user_mask, network = run_one_pass_node(model, vae, image, conditioning, points, config, mask)
             preview = trajectory_image(img, result.drag.history, points.targets, user_mask)
         settings = (f"identity LoRA: none ({preset} is training-free; the identity_lora input is not used)\n"
-                    + presets.describe_text(preset, config))
+                    + families.describe_text(preset, config, network))
         return io.NodeOutput(image_to_comfy(result.image), latent_to_comfy(model, result.latent), model, preview,
                              settings)

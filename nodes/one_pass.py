@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..drag_ops import presets
+from ..drag_ops import families
 from ..drag_ops.one_pass import plan_one_pass, run_one_pass
 from ..drag_ops.one_pass_presets import ONE_PASS_PRESETS
 from .bridge import conditioning_from_comfy, diffusion_model_from_comfy, identity_lora_text
@@ -24,7 +24,7 @@ ONE_PASS_TOOLTIP = ("FastDrag: the inverted latent warped like a stretched sheet
 
 def run_one_pass_node(model, vae, image, conditioning, points, config, mask):
     """What Drag One-Pass Edit and Drag Edit (with a one-pass preset) do, inside their located(): check
-    everything, run, convert back. Returns (EditResult, engine image, user mask)."""
+    everything, run, convert back. Returns (EditResult, engine image, user mask, the engine's network)."""
     expect_drag_points(points)
     img = image_from_comfy(image)
     h, w = img.shape[-2:]
@@ -34,7 +34,7 @@ def run_one_pass_node(model, vae, image, conditioning, points, config, mask):
     _, _, stages = plan_one_pass(dm, config, (h, w), points, user_mask, cond)
     with Progress(stages, model, (h, w)) as progress:
         result = run_one_pass(dm, img, points, cond, config, user_mask, progress)
-    return result, img, user_mask
+    return result, img, user_mask, dm.network
 
 
 class DragOnePassEdit(io.ComfyNode):
@@ -49,7 +49,7 @@ class DragOnePassEdit(io.ComfyNode):
                          "No LoRA, no optimisation: seconds instead of a minute. Connect a MODEL from Drag Identity "
                          "LoRA to add one."),
             inputs=[
-                io.Model.Input("model", tooltip="An SD 1.x/2.x model, as loaded (or with an identity LoRA)."),
+                io.Model.Input("model", tooltip="An SD 1.x/2.x or SDXL model, as loaded (or with an identity LoRA)."),
                 io.Vae.Input("vae", tooltip="The checkpoint's VAE."),
                 io.Image.Input("image", tooltip="The image to edit."),
                 io.Conditioning.Input("conditioning", tooltip="A prompt describing the image (empty works)."),
@@ -72,8 +72,8 @@ class DragOnePassEdit(io.ComfyNode):
     def execute(cls, model, vae, image, conditioning, points, preset, mask=None, overrides="{}") -> io.NodeOutput:
         with located(NODE_NAME), stage_memory():
             config = configure_one_pass(preset, overrides)
-            result, img, user_mask = run_one_pass_node(model, vae, image, conditioning, points, config, mask)
+            result, img, user_mask, network = run_one_pass_node(model, vae, image, conditioning, points, config, mask)
             preview = trajectory_image(img, result.drag.history, points.targets, user_mask)
-        settings = identity_lora_text(model) + "\n" + presets.describe_text(preset, config)
+        settings = identity_lora_text(model) + "\n" + families.describe_text(preset, config, network)
         return io.NodeOutput(image_to_comfy(result.image), latent_to_comfy(model, result.latent), preview, settings)
 

@@ -95,6 +95,29 @@ def test_every_preset_runs_end_to_end_on_sdxl_in_comfyui(comfyui, sdxl_node, pre
     assert {node for node, *_ in run.progress} >= {"7"}
 
 
+@pytest.mark.parametrize("preset", ["FastDrag", "RegionDrag"])
+def test_the_one_pass_presets_run_on_sdxl_in_comfyui(comfyui, sdxl_node, preset):
+    """The training-free presets from Drag Edit and from Drag One-Pass Edit: inversion and sampling beside
+    the inversion's latent on the SDXL MODEL; the settings say the family and that nothing trains."""
+    graph = sdxl_edit_graph("DragDiffusion")
+    graph["7"]["inputs"].update(preset=preset, overrides=json.dumps({"num_steps": 6}))
+    graph["9"] = {"class_type": "DragOnePassEdit", "inputs": {
+        **{k: graph["7"]["inputs"][k] for k in ("model", "vae", "image", "conditioning", "points")},
+        "preset": preset, "overrides": json.dumps({"num_steps": 6})}}
+    graph["10"] = {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": "sdxl_one_pass"}}
+    run = comfyui.execute(graph)
+    assert run.success, run.error
+    image, latent, model, _, settings = run.outputs["7"]
+    assert image.shape == (1, IMAGE_SIZE, IMAGE_SIZE, 3) and torch.isfinite(image).all()
+    assert latent["samples"].shape == (1, 4, 8, 8) and model is TinySDXL.model
+    assert torch.equal(run.outputs["9"][0], image)  # one engine behind both nodes
+    for text in (settings, run.outputs["9"][3]):
+        lines = text.splitlines()
+        assert lines[1].startswith("model family: SDXL")
+        assert lines[2] == "memory: training-free (no LoRA, no backward pass); UNet weights in float32"
+        assert "num_steps = 6  (user)" in lines
+
+
 def test_an_override_of_a_family_value_stays_and_says_user(comfyui, sdxl_node):
     run = comfyui.execute(sdxl_edit_graph("DragDiffusion", **{"drag.features.blocks": [2]}))
     assert run.success, run.error

@@ -160,3 +160,30 @@ def test_the_bench_cli_runs_on_an_sdxl_checkpoint_folder(tmp_path):
     settings = data["settings"]["DragDiffusion"]
     assert settings["drag.features.blocks"] == [1] and settings["drag.features.scale"] == 2  # the family's; --set's
     assert data["summary"]["DragDiffusion"]["tasks"] == 1
+
+
+@pytest.mark.parametrize("name", ["FastDrag", "RegionDrag"])
+def test_the_one_pass_presets_run_on_an_sdxl_shaped_unet(sdxl, name):
+    """Inversion, the latent edit and sampling beside the inversion's latent (its keys and values in the
+    decoder's self-attention for FastDrag, which on SDXL is up_blocks[0] and [1], in every one for
+    RegionDrag); the settings say the family, and that nothing trains."""
+    from comfyui_drag.drag_ops import one_pass
+    config = apply_overrides(preset(name), {"num_steps": 6})
+    batches = []
+    predict = sdxl.network.predict
+    sdxl.network.predict = lambda z, *a, **k: batches.append(z.shape[0]) or predict(z, *a, **k)
+    try:
+        result = run_edit(sdxl, blob_image(centre=(10, 12)), parse_points([[10, 12], [18, 12]]), tiny_sdxl_cond(),
+                          config)
+    finally:
+        del sdxl.network.predict
+    assert result.image.shape == (1, 3, 32, 32) and torch.isfinite(result.image).all()
+    assert result.lora is None and 2 in batches  # some sampling steps ran beside the inversion's latent
+    layers = sdxl.network.attention_layers()
+    decoder = tuple(i for i, layer in enumerate(layers) if layer.level >= 0)
+    assert config.attention.indices(sdxl.network) == (decoder if name == "FastDrag" else tuple(range(len(layers))))
+    assert one_pass.is_one_pass(families.adapt(config, sdxl.network))
+    lines = families.describe_text(name, config, sdxl.network).splitlines()
+    assert lines[0].startswith("model family: SDXL")
+    assert lines[1] == "memory: training-free (no LoRA, no backward pass); UNet weights in float32"
+    assert "num_steps = 6  (user)" in lines
