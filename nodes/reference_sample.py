@@ -35,9 +35,10 @@ class DragReferenceSampler(io.ComfyNode):
                 io.Boolean.Input("reference_attention", default=True, tooltip=(
                     "Share the original's keys/values in decoder self-attention. Off: plain DDIM sampling of the "
                     "edited latent.")),
-                io.Int.Input("start_block", default=-1, min=-1, max=64, tooltip=(
+                io.Int.Input("start_block", default=-1, min=-1, max=69, tooltip=(
                     "First transformer block (counted down, mid, up) under reference control. -1: the blocks of "
-                    "the last two decoder levels (10..15 on SD 1.5), on SDXL those of up_blocks[1] (64..69).")),
+                    "the last two decoder levels (10..15 on SD 1.5), on SDXL those of up_blocks[1] (64..69). "
+                    "A block the model does not have is refused before anything runs.")),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent",

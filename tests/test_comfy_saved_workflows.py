@@ -55,12 +55,22 @@ RENAMED_OUTPUTS = {("DragDDIMInversion", "latent"): "noisy_latent", ("DragLatent
 # presets added since: a saved value is still one of the options, at the same place
 ADDED_OPTIONS = {("DragEdit", "preset"): ["FastDrag", "RegionDrag"]}
 ADDED_NODES = {"DragOnePassEdit"}
+# ranges widened since: every saved value is still inside ({(node, input): (bound, saved workflows' value)})
+WIDENED = {("DragReferenceSampler", "start_block"): ("max", 64)}  # SDXL base's blocks go to 69
 
 
 def without_added_options(kind: str, spec: dict) -> dict:
     """A node's spec (pre-V3 /object_info form or wg.info_entry's) without the combo options added
-    at the end of an input since the saved workflows (ADDED_OPTIONS)."""
+    at the end of an input since the saved workflows (ADDED_OPTIONS), its widened ranges narrowed back
+    (WIDENED)."""
     spec = copy.deepcopy(spec)
+    for (node, name), (bound, saved) in WIDENED.items():
+        for inputs in spec["input"].values() if node == kind else ():
+            entry = inputs.get(name) if isinstance(inputs, dict) else None
+            if entry is not None:
+                options = entry if isinstance(entry, dict) else entry[1]
+                assert (options[bound] >= saved) if bound == "max" else (options[bound] <= saved), (kind, name)
+                options[bound] = saved
     for (node, name), added in ADDED_OPTIONS.items():
         if node != kind:
             continue
