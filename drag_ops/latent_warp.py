@@ -18,16 +18,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import rules
 from .errors import DragInputError
+from .protocols import LatentEdit, Moves
 from .rules import Choice, Flag
 
 EPS = 1e-4  # the code's guard in 1 / (|C - A| + eps)
 
 
 @dataclass
-class LatentWarp:
+class LatentWarp(LatentEdit):
     """fill: "sequential" (the code: holes filled in row-major order, each seeing the holes filled
     before it) or "simultaneous" (the paper's BNNI: every hole reads only pixels that were never
     holes). collisions: "first" (the code's "not recover": the first pixel in row-major order to
@@ -46,12 +48,38 @@ class LatentWarp:
     def __post_init__(self):
         rules.check(self)
 
-    def reach(self, handles: torch.Tensor, targets: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-        """[h, w] bool: the region and every place the warp writes to."""
-        _, dest = displacements(handles, targets, region)
-        out = region.clone()
-        out[dest[:, 1], dest[:, 0]] = True
-        return out
+    def moves(self, points, image_hw, latent_hw, mask) -> Moves:
+        # the code works at half the image size (sup_res): points rounded there, the mask downsampled there
+        # (nearest) and then to the latent (bilinear, antialiased: torchvision's resize), any coverage counting
+        half = (image_hw[0] // 2, image_hw[1] // 2)
+        if mask is None:
+            region = torch.ones(latent_hw, dtype=torch.bool)
+        else:
+            m = F.interpolate(mask[None, None], size=half, mode="nearest")
+            region = F.interpolate(m, size=latent_hw, mode="bilinear", antialias=True, align_corners=False)[0, 0] > 0
+        if not bool(region.any()):
+            raise DragInputError("the mask holds no region at the latent's resolution; paint a larger region",
+                                 input="mask")
+        to_half = torch.tensor([half[1] / image_hw[1], half[0] / image_hw[0]])
+        to_latent = torch.tensor([latent_hw[1] / half[1], latent_hw[0] / half[0]])
+        handles = torch.round(torch.tensor(points.handles) * to_half) * to_latent
+        targets = torch.round(torch.tensor(points.targets) * to_half) * to_latent
+        h, w = latent_hw
+        for i, (x, y) in enumerate(handles.tolist(), 1):
+            if not region[min(round(y), h - 1), min(round(x), w - 1)]:
+                raise DragInputError(f"pair {i}: the handle lies outside the mask; FastDrag stretches the masked "
+                                     "region from each handle, so paint the part to move around its handle",
+                                     input="points")
+        moves = Moves(handles=handles, targets=targets, region=region)
+        if not self.paste_outside:
+            return moves
+        reach = region.clone()  # the region and every place the warp writes to
+        dest = displacements(handles, targets, region)[1]
+        reach[dest[:, 1], dest[:, 0]] = True
+        return moves.kept_outside(reach, mask, image_hw)
+
+    def begin(self, z, moves, generator):
+        return self.warp(z, moves.handles.to(z.device), moves.targets.to(z.device), moves.region.to(z.device))[0]
 
     def warp(self, latent: torch.Tensor, handles: torch.Tensor, targets: torch.Tensor,
              region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from . import rules
 from .drag import DraggedLatent, check_mask
@@ -28,7 +27,7 @@ from .model import Conditioning, DiffusionModel
 from .network import Stage
 from .points import DragPoints
 from .progress import Callback, report
-from .region_copy import RegionCopy, paste, region_pairs
+from .protocols import LatentEdit, Moves
 from .rules import Choice, Number, Part
 from .ddim import DDIMSchedule
 from .sde_inversion import invert_sde, sde_step
@@ -70,7 +69,7 @@ class OnePassConfig:
     num_steps: int = 10
     inversion_strength: float = 0.7
     inversion: str = "ddim"
-    edit: object = field(default_factory=LatentWarp)
+    edit: LatentEdit = field(default_factory=LatentWarp)
     attention: AttentionReplay | None = field(default_factory=AttentionReplay)
     seed: int = 42
 
@@ -80,8 +79,8 @@ class OnePassConfig:
 
     def __post_init__(self):
         rules.check(self)
-        if not isinstance(self.edit, (LatentWarp, RegionCopy)):
-            raise rules.SettingError("edit", f"must be a LatentWarp or a RegionCopy, got {type(self.edit).__name__}")
+        if not isinstance(self.edit, LatentEdit):
+            raise rules.SettingError("edit", f"must be a LatentEdit (LatentWarp, RegionCopy), got {type(self.edit).__name__}")
 
 
 def is_one_pass(config) -> bool:
@@ -102,22 +101,6 @@ def with_steps(model: DiffusionModel, num_steps: int) -> DiffusionModel:
 
 # -- where things move, checked before any stage runs ------------------------------------------------
 
-@dataclass
-class Moves:
-    """The edit's geometry at the latent's resolution. FastDrag: handles, targets [n, 2] latent (x, y)
-    and the warped region [h, w]; RegionDrag: source and target pixels [M, 2] (x, y). editable: [h, w]
-    where sampling may change the latent (None: everywhere), pixels: [H, W] the same in the image (None:
-    the output is not pasted into the input)."""
-
-    handles: torch.Tensor | None = None
-    targets: torch.Tensor | None = None
-    region: torch.Tensor | None = None
-    source: torch.Tensor | None = None
-    target: torch.Tensor | None = None
-    editable: torch.Tensor | None = None
-    pixels: torch.Tensor | None = None
-
-
 def moves_of(config: OnePassConfig, points: DragPoints, image_hw: tuple[int, int], latent_hw: tuple[int, int],
              mask: torch.Tensor | None) -> Moves:
     """Every check of the points and the mask against the edit (DragInputError naming the input), and
@@ -125,46 +108,7 @@ def moves_of(config: OnePassConfig, points: DragPoints, image_hw: tuple[int, int
     if len(points) == 0:
         raise DragInputError("no points given", input="points")
     points.validate_in(image_hw[1], image_hw[0])
-    mask = check_mask(mask, image_hw)
-    if isinstance(config.edit, LatentWarp):
-        return _warp_moves(config.edit, points, image_hw, latent_hw, mask)
-    source, target = region_pairs(mask, points.handles, points.targets, image_hw, latent_hw)
-    editable = (torch.ones(latent_hw, dtype=torch.bool) if mask is None else
-                F.interpolate(mask[None, None], size=latent_hw, mode="nearest")[0, 0] > 0.5)
-    editable[target[:, 1], target[:, 0]] = True  # ours: a copied pixel is never blended away
-    pixels = None if mask is None else (mask > 0.5) | _upsample(editable, image_hw)
-    return Moves(source=source, target=target, editable=editable, pixels=pixels)
-
-
-def _warp_moves(warp, points, image_hw, latent_hw, mask) -> Moves:
-    # FastDrag's code works at half the image size (sup_res): points rounded there, the mask downsampled there
-    # (nearest) and then to the latent (bilinear, antialiased: torchvision's resize), any coverage counting
-    half = (image_hw[0] // 2, image_hw[1] // 2)
-    if mask is None:
-        region = torch.ones(latent_hw, dtype=torch.bool)
-    else:
-        m = F.interpolate(mask[None, None], size=half, mode="nearest")
-        region = F.interpolate(m, size=latent_hw, mode="bilinear", antialias=True, align_corners=False)[0, 0] > 0
-    if not bool(region.any()):
-        raise DragInputError("the mask holds no region at the latent's resolution; paint a larger region", input="mask")
-    to_half = torch.tensor([half[1] / image_hw[1], half[0] / image_hw[0]])
-    to_latent = torch.tensor([latent_hw[1] / half[1], latent_hw[0] / half[0]])
-    handles = torch.round(torch.tensor(points.handles) * to_half) * to_latent
-    targets = torch.round(torch.tensor(points.targets) * to_half) * to_latent
-    h, w = latent_hw
-    for i, (x, y) in enumerate(handles.tolist(), 1):
-        if not region[min(round(y), h - 1), min(round(x), w - 1)]:
-            raise DragInputError(f"pair {i}: the handle lies outside the mask; FastDrag stretches the masked "
-                                 "region from each handle, so paint the part to move around its handle", input="points")
-    editable = pixels = None
-    if warp.paste_outside:
-        editable = warp.reach(handles, targets, region)
-        pixels = _upsample(editable, image_hw) if mask is None else (mask > 0.5) | _upsample(editable, image_hw)
-    return Moves(handles=handles, targets=targets, region=region, editable=editable, pixels=pixels)
-
-
-def _upsample(latent_mask: torch.Tensor, image_hw) -> torch.Tensor:
-    return F.interpolate(latent_mask[None, None].float(), size=image_hw, mode="nearest")[0, 0] > 0.5
+    return config.edit.moves(points, image_hw, latent_hw, check_mask(mask, image_hw))
 
 
 def plan_one_pass(model: DiffusionModel, config: OnePassConfig, image_hw, points, mask, cond: Conditioning | None):
@@ -202,7 +146,7 @@ def run_one_pass(model: DiffusionModel, image: torch.Tensor, points: DragPoints,
         trajectory = invert_sde(model, latent, cond, config.inversion_strength, generator, callback)
     else:
         trajectory = invert(model, latent, cond, config.inversion_strength, callback)
-    start = begin_edit(config, trajectory.start, moves, generator)
+    start = config.edit.begin(trajectory.start, moves, generator)
     edited = sample_one_pass(model, trajectory, start, cond, config, moves, callback)
     decoded = model.codec.decode(torch.cat([edited, latent.to(edited)]))
     out = finish_edit(config, decoded[:1], image.to(decoded), moves)
@@ -211,18 +155,9 @@ def run_one_pass(model: DiffusionModel, image: torch.Tensor, points: DragPoints,
     return EditResult(out, edited, decoded[1:], result, trajectory, None)
 
 
-def begin_edit(config: OnePassConfig, z: torch.Tensor, moves: Moves, generator: torch.Generator) -> torch.Tensor:
-    """The inverted latent as sampling starts from it: warped (FastDrag) or the handle regions noised
-    (RegionDrag; the copy itself runs at each sampling step)."""
-    if isinstance(config.edit, LatentWarp):
-        return config.edit.warp(z, moves.handles.to(z.device), moves.targets.to(z.device), moves.region.to(z.device))[0]
-    return config.edit.blur(z, moves.source.to(z.device), generator)
-
-
 def finish_edit(config: OnePassConfig, out: torch.Tensor, image: torch.Tensor, moves: Moves) -> torch.Tensor:
     if config.edit.paste_outside and moves.pixels is not None:
-        keep = moves.pixels.to(out.device)
-        return torch.where(keep, out, image)
+        return torch.where(moves.pixels.to(out.device), out, image)
     return out
 
 
@@ -250,12 +185,10 @@ def sample_one_pass(model: DiffusionModel, trajectory: Trajectory, z: torch.Tens
 def _sample(model, trajectory, z, ks, done, cond, config, moves, replay, callback):
     schedule, dev = model.schedule, model.device
     sde = config.inversion == "sde"
-    copy_ = isinstance(config.edit, RegionCopy)
     for k in ks:
         t = schedule.timestep(k)
         level = trajectory.at(k).to(dev)
-        if copy_ and config.edit.copies_at(t, len(schedule.alphas_cumprod)):
-            z = paste(z, level, moves.source.to(dev), moves.target.to(dev))
+        z = config.edit.at_step(z, level, t, len(schedule.alphas_cumprod), moves)
         if moves.editable is not None:
             z = torch.where(moves.editable.to(dev), z, level)  # as RegionDrag's code: drag.py::backward
         if replay:

@@ -1,4 +1,5 @@
-"""What the drag loop (drag.DragSession, pipeline, plan) asks of its three strategies, as Protocols.
+"""What the drag loop (drag.DragSession, pipeline, plan) asks of its three strategies, and what a one-pass
+edit (one_pass.run_one_pass) asks of the edit of its inverted latent, as Protocols.
 
 Every strategy subclasses its Protocol explicitly and so inherits the defaults written here: the
 loop calls each method and reads each attribute directly, and a strategy states what it needs or
@@ -7,9 +8,11 @@ offers by overriding one. tests/test_variants.py checks that every registered st
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 
 
 @runtime_checkable
@@ -61,3 +64,48 @@ class Schedule(Strategy, Protocol):
     def denoise_steps(self) -> int:
         """DDIM steps the drag itself denoises on the way (GoodDrag's alternation), so sampling does fewer."""
         return 0
+
+
+@dataclass
+class Moves:
+    """A one-pass edit's geometry at the latent's resolution, as its LatentEdit computes it. FastDrag:
+    handles, targets [n, 2] latent (x, y) and the warped region [h, w]; RegionDrag: source and target
+    pixels [M, 2] (x, y). editable: [h, w] where sampling may change the latent (None: everywhere);
+    pixels: [H, W] where the output may differ from the input image (None: everywhere)."""
+
+    handles: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    region: torch.Tensor | None = None
+    source: torch.Tensor | None = None
+    target: torch.Tensor | None = None
+    editable: torch.Tensor | None = None
+    pixels: torch.Tensor | None = None
+
+    def kept_outside(self, editable: torch.Tensor, mask: torch.Tensor | None, image_hw) -> Moves:
+        """These moves with the latent held outside ``editable`` [h, w] and the output kept outside it and
+        the user's mask [H, W] (or None)."""
+        up = F.interpolate(editable[None, None].float(), size=image_hw, mode="nearest")[0, 0] > 0.5
+        self.editable, self.pixels = editable, up if mask is None else (mask > 0.5) | up
+        return self
+
+
+@runtime_checkable
+class LatentEdit(Protocol):
+    """The edit of the inverted latent in a one-pass drag (FastDrag's warp, RegionDrag's region copy).
+    paste_outside: the output outside Moves.pixels is the input image's own pixels."""
+
+    paste_outside: bool = False
+
+    def moves(self, points, image_hw: tuple[int, int], latent_hw: tuple[int, int],
+              mask: torch.Tensor | None) -> Moves:
+        """The geometry, with every check of the points and the (checked) mask against this edit
+        (DragInputError naming the input): called before any stage runs."""
+
+    def begin(self, z: torch.Tensor, moves: Moves, generator: torch.Generator) -> torch.Tensor:
+        """The inverted latent as sampling starts from it."""
+        return z
+
+    def at_step(self, z: torch.Tensor, level: torch.Tensor, timestep: int, num_train: int,
+                moves: Moves) -> torch.Tensor:
+        """The latent before a sampling step at ``timestep``, given the inversion's latent there."""
+        return z

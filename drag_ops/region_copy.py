@@ -20,6 +20,7 @@ from skimage import draw, measure
 
 from . import rules
 from .errors import DragInputError
+from .protocols import LatentEdit, Moves
 from .rules import Flag, Number
 
 NEIGHBOURS = 4  # code: interpolate_points, the 4 nearest reference points
@@ -27,7 +28,7 @@ MAX_REFERENCES = 100  # code: interpolate_points(max_num=100), reference points 
 
 
 @dataclass
-class RegionCopy:
+class RegionCopy(LatentEdit):
     """noise_scale: how much fresh noise replaces the handle region's latent before sampling (RegionDrag's
     alpha: 1 = all noise); copy_until: the copy runs at the sampling steps whose timestep is at least
     copy_until x 1000 (0: every step); paste_outside: the output outside the editable mask is the input
@@ -45,13 +46,27 @@ class RegionCopy:
     def copies_at(self, timestep: int, num_train: int) -> bool:
         return timestep >= self.copy_until * num_train
 
-    def blur(self, z: torch.Tensor, source: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def moves(self, points, image_hw, latent_hw, mask) -> Moves:
+        source, target = region_pairs(mask, points.handles, points.targets, image_hw, latent_hw)
+        # the latent is held to the inversion's outside the mask at each step (code: drag.py::backward)
+        editable = (torch.ones(latent_hw, dtype=torch.bool) if mask is None else
+                    torch.nn.functional.interpolate(mask[None, None], size=latent_hw, mode="nearest")[0, 0] > 0.5)
+        editable[target[:, 1], target[:, 0]] = True  # ours: a copied pixel is never blended away
+        return Moves(source=source, target=target).kept_outside(editable, mask, image_hw)
+
+    def begin(self, z, moves, generator):
         """The handle region's latent mixed with fresh noise (code: drag.py::blur_source)."""
+        source = moves.source.to(z.device)
         keep = (1 - self.noise_scale ** 2) ** 0.5 if self.noise_scale < 1 else 0.0
         z = z.clone()
         noise = torch.randn((z.shape[1], len(source)), generator=generator).to(z)
         z[0][:, source[:, 1], source[:, 0]] = z[0][:, source[:, 1], source[:, 0]] * keep + noise * self.noise_scale
         return z
+
+    def at_step(self, z, level, timestep, num_train, moves):
+        if not self.copies_at(timestep, num_train):
+            return z
+        return paste(z, level, moves.source.to(z.device), moves.target.to(z.device))
 
 
 def paste(into: torch.Tensor, source_latent: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

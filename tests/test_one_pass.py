@@ -10,7 +10,8 @@ from comfyui_drag.drag_ops import presets, rules
 from comfyui_drag.drag_ops.errors import DragInputError
 from comfyui_drag.drag_ops.inversion import invert
 from comfyui_drag.drag_ops.latent_warp import LatentWarp, fill_holes
-from comfyui_drag.drag_ops.one_pass import AttentionReplay, Moves, OnePassConfig, moves_of, sample_one_pass
+from comfyui_drag.drag_ops.one_pass import AttentionReplay, OnePassConfig, moves_of, sample_one_pass
+from comfyui_drag.drag_ops.protocols import Moves
 from comfyui_drag.drag_ops.overrides import apply_overrides
 from comfyui_drag.drag_ops.pipeline import run_edit
 from comfyui_drag.drag_ops.points import DragPoints, parse_points
