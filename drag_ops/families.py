@@ -126,7 +126,7 @@ def settings(config, network) -> dict:
         first = next((i for i, layer in enumerate(layers) if layer.level == family.reference_level), None)
         if first is not None:
             out["reference.start_block"] = first
-    if getattr(config, "guidance", None) is not None:
+    if config.guidance is not None:
         out["guidance.radius"] = _papers_values()["guidance.radius"] * family.picture_latent_scale
     return out
 

@@ -48,7 +48,7 @@ def truncate(trajectory: Trajectory, model: DiffusionModel, strength: float) -> 
 def editable_region(model: DiffusionModel, image: torch.Tensor, latent: torch.Tensor, cond: Conditioning,
                     points: DragPoints, mask: torch.Tensor | None, config: EditConfig):
     """(mask, superpixel labels or None): the preset's auto-mask (AdaptiveDrag) within the user's mask."""
-    if getattr(config, "auto_mask", None) is None:
+    if config.auto_mask is None:
         return mask, None
     return make_auto_mask(model, image, cond, points, mask, config.auto_mask, latent)
 
@@ -61,8 +61,7 @@ def drag_stage(model: DiffusionModel, trajectory: Trajectory, cond: Conditioning
     given they are computed with the preset's auto_mask settings."""
     parts = (config.tracker, config.supervision, config.schedule)
     if regions is None and any(p.uses_regions for p in parts):
-        regions = superpixels_of_latent(model, trajectory.at(0), cond, getattr(config, "auto_mask", None)
-                                        or AutoMaskSettings())
+        regions = superpixels_of_latent(model, trajectory.at(0), cond, config.auto_mask or AutoMaskSettings())
     return drag(model, truncate(trajectory, model, config.inversion_strength), cond, points, image_hw, mask,
                 config.drag, config.tracker, config.supervision, config.schedule, callback, regions)
 
@@ -71,10 +70,10 @@ def sample_stage(model: DiffusionModel, trajectory: Trajectory, result: DraggedL
                  config: EditConfig, callback: Callback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference-controlled sampling of the dragged latent; returns (original, edited) clean latents.
     With config.guidance (AdaptiveDrag's CLoss) the edited branch is guided toward the input."""
-    guidance = getattr(config, "guidance", None)
+    guidance = config.guidance
     bound = guidance.bind(model, cond, trajectory, result) if guidance is not None else None
     return sample(model, trajectory, result.latent, result.step_index, cond, config.reference, callback, bound,
-                  getattr(result, "original", None))
+                  result.original)
 
 
 def run_edit(model: DiffusionModel, image: torch.Tensor, points: DragPoints, cond: Conditioning,
