@@ -46,8 +46,8 @@ class _IdentityCodec:
         z = torch.nn.functional.avg_pool2d(x, self.downscale)
         return torch.cat([z, z[:, :1]], 1)[:, :self.latent_channels]
 
-    def decode(self, z):
-        return z[:, :3]
+    def decode(self, z):  # back at the image's size, as a VAE's (the one-pass presets paste into the input)
+        return torch.nn.functional.interpolate(z[:, :3], scale_factor=self.downscale, mode="nearest")
 
 
 def sd15_model(size: int, weights=None) -> tuple[DiffusionModel, Conditioning, torch.Tensor, dict]:
@@ -256,8 +256,6 @@ def full_edit(model, cond, latent, config, steps: int) -> None:
     the memory sampler (see seconds_per_step): the stages' peaks are the rows above and below."""
     h, w, points = drag_setup(model, latent)
     image = model.codec.decode(latent)[:, :3].clamp(-1, 1)
-    if image.shape[-2:] != (h, w):  # the SD-size run's stand-in codec: any image of the right size
-        image = torch.nn.functional.interpolate(image, (h, w))
     if steps:
         if config.lora is not None:
             config.lora.steps = steps
@@ -287,8 +285,6 @@ def one_pass_edits(model, cond, latent, names, adapt, t_f: float) -> None:
     time as bare forwards at batch 1 (a pass at batch 2 costs about two)."""
     h, w, points = drag_setup(model, latent)
     image = model.codec.decode(latent)[:, :3].clamp(-1, 1)
-    if image.shape[-2:] != (h, w):
-        image = torch.nn.functional.interpolate(image, (h, w))
     mask = torch.zeros(h, w)
     mask[h // 4: 3 * h // 4, w // 5: 4 * w // 5] = 1
     for name in names:
