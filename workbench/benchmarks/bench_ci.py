@@ -25,7 +25,7 @@ COLUMNS = (  # (header, metric, rows: "moves" or "all", format)
     ("identity (all)", "identity", "all", "{:.0%}"),
     ("PSNR outside mask", "psnr_outside", "all", "{:.1f} dB"),
     ("DAI (gamma 1)", "dai_1", "all", "{:.3f}"),
-    ("s / task", "seconds", "all", "{:.0f}"),
+    ("s / task (median)", "seconds", "all", "{:.0f}"),  # a median: a paused or shared machine makes outliers
 )
 
 
@@ -50,10 +50,13 @@ def table(rows_by_method: dict, resamples: int, seed: int, intervals: bool = Tru
     for method, rows in rows_by_method.items():
         cells = []
         for _, metric, subset, fmt in COLUMNS:
-            mean, low, high = bootstrap(values(rows, metric, subset), resamples, rng)
+            x = values(rows, metric, subset)
+            mean, low, high = bootstrap(x, resamples, rng)
             if math.isnan(mean):
                 cells.append("-")
-            elif intervals and metric != "seconds":
+            elif metric == "seconds":
+                cells.append(fmt.format(float(np.median(x))))
+            elif intervals:
                 cells.append(f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]")
             else:
                 cells.append(fmt.format(mean))
