@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from workbench import datasets, metrics
@@ -346,3 +345,24 @@ def test_an_interrupted_shapes_bench_resumes_from_its_rows_file(tmp_path):
     for method, rows in whole["results"].items():
         for a, b in zip(rows[1:], resumed["results"][method][1:]):
             assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+
+def test_bench_ci_pools_seeds_and_gives_intervals_around_the_mean(tmp_path, capsys):
+    from workbench.benchmarks import bench_ci
+    rng = np.random.default_rng(0)
+    files = []
+    for seed in (3, 4):
+        rows = [{"task": f"{i:03d}", "kind": "move" if i % 4 else "rescale", "md_ratio": float(r),
+                 "identity": bool(i % 3), "psnr_outside": 30.0, "dai_1": 0.02, "seconds": 10.0 + (i == 0) * 1000}
+                for i, r in enumerate(rng.uniform(0.2, 0.6, 12))]
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps({"task_seed": seed, "results": {"P": rows}}))
+        files.append((path, rows))
+    bench_ci.main([str(p) for p, _ in files])
+    pooled = capsys.readouterr().out.split("\n\n")[1].splitlines()[2]
+    cells = [c.strip() for c in pooled.split("|")[1:-1]]
+    assert cells[:2] == ["P", "24"]
+    moves = [r["md_ratio"] for _, rows in files for r in rows if r["kind"] == "move"]
+    mean, low, high = (float(v) for v in cells[2].replace("[", "").replace("]", "").replace(",", "").split())
+    assert mean == round(float(np.mean(moves)), 2) and low < mean < high and high - low < 0.2
+    assert cells[-1] == "10"  # the median: one paused task does not move it
