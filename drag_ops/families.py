@@ -51,9 +51,10 @@ SDXL = Family(
     name="SDXL", feature_level=1, feature_scale=4, reference_level=1, md_level=0, picture_latent_scale=2,
     gradient_checkpointing=True,
     memory="gradient checkpointing on in the LoRA and the drag (each UNet layer recomputed in the backward pass: "
-           "about a third more time for a fraction of the activations; estimate: every preset at 1024x1024 within "
-           "24 GB in fp16, not measured on a GPU); identity LoRA batch 4 (the papers'); the UNet in its loaded "
-           "precision (ComfyUI's choice: fp16 on most GPUs; standalone: fp16 autocast on a GPU)",
+           "about a third more time for a fraction of the activations; estimated peaks at 1024x1024 in fp16: 6.9 GiB "
+           "for a LoRA step at batch 4, 5.4 GiB for a drag update, so every preset within 16 GB; "
+           "workbench/benchmarks/memory_estimate.py, not measured on a GPU); identity LoRA batch 4 (the papers'); "
+           "the UNet in its loaded precision (ComfyUI's choice: fp16 on most GPUs; standalone: fp16 autocast on a GPU)",
     sources={
         "drag.features.blocks": "ours: SDXL's up_blocks[1], 640 channels at the latent resolution, is SD 1.5's "
                                 "up_blocks[2] by width, resolution and place (the decoder's second-to-last level); "

@@ -278,11 +278,12 @@ SOURCES = {
                           "side; 'travelling' is ours: the start's superpixel, carried along)",
         "tracker.radii": "code: AdaptiveDrag point_tracking, r2 = 2 s // 5 of the superpixel spacing s "
                          "(pos_super_seg.py::cal_super_seg_dis, whose transposed lookup is not reproduced; "
-                         "'area' is ours)",
+                         "ours: at least 1; 'area' is ours)",
         "supervision": "code: AdaptiveDrag drag_diffusion_update (motion supervision in the handle's region; "
                        "paper: Sec. 3.4.2)",
         "supervision.region": "code: AdaptiveDrag extract_super_mask (as the tracker's)",
-        "supervision.radii": "code: AdaptiveDrag drag_diffusion_update, r1 = s // 7 of the superpixel spacing s",
+        "supervision.radii": "code: AdaptiveDrag drag_diffusion_update, r1 = s // 7 of the superpixel spacing s "
+                             "(ours: at least 1, where the code's 0 supervises no pixel and the drag does nothing)",
         "supervision.stop_distance": "code: AdaptiveDrag drag_diffusion_update (a point within 1 of its target "
                                      "leaves the loss; the drag stops at 2)",
         "schedule": "paper: AdaptiveDrag Sec. 3.4.1, position-supervised backtracking (the code's adaptive count "

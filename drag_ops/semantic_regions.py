@@ -11,7 +11,7 @@ Which pixels (``region``):
   pixels do: the code's bilinear cv2.resize of the 0/1 mask), intersected with the half-plane toward
   the target (angle to the handle-to-target direction at most 90 degrees) and with the square of
   radius r around the handle; when the superpixel part holds fewer than a quarter of a mean
-  superpixel's feature pixels, the half-disc of radius r instead. The same region (with its own r)
+  superpixel's feature pixels (and always when it holds none: ours), the half-disc of radius r instead. The same region (with its own r)
   masks the supervision patch and the tracking window.
 - "travelling" (ours): the superpixel the handle STARTS in, carried along with the handle (offsets
   from the start), within a disc of radius r; the supervision keeps the half toward the target, the
@@ -21,7 +21,7 @@ Radii (``radii``):
 - "spacing" (the code: point_tracking, drag_diffusion_update): s = the distance in image pixels
   (truncated) from the superpixel's centroid to the nearest other superpixel centroid; r1 = s // 7,
   r2 = (2 s) // 5, used as feature pixels, recomputed at every step for the superpixel under the
-  handle. The code looks s up at segments[x, y] (x, y the feature coordinates, so a transposed point
+  handle; each at least 1 (ours: at r1 = 0 nothing is supervised). The code looks s up at segments[x, y] (x, y the feature coordinates, so a transposed point
   at half the scale) and takes the centroid of the next label (regionprops of labels + 1 on labels
   from 1); that is broken and not reproduced: s is the handle's own superpixel's.
 - "area" (ours): with r_eq = sqrt(area / pi) the superpixel's equivalent radius (feature pixels),
@@ -101,7 +101,8 @@ class Superpixels:
         gaps = np.sqrt(((centroids[:, None] - centroids[None]) ** 2).sum(-1))
         np.fill_diagonal(gaps, np.inf)
         self.spacing = {int(i): int(g) if np.isfinite(g) else 0 for i, g in zip(ids, gaps.min(-1))}
-        self.min_area = int(feature_hw[0] * feature_hw[1] / (n_segments * 4))
+        # at least 1 (ours): with superpixels under 4 feature pixels the code's 0 keeps an empty region
+        self.min_area = max(1, int(feature_hw[0] * feature_hw[1] / (n_segments * 4)))
         self._masks: dict[int, torch.Tensor] = {}
         hf, wf = feature_hw
         self._y, self._x = np.mgrid[0:hf, 0:wf].astype(np.float64)
@@ -115,9 +116,11 @@ class Superpixels:
         return int(self.labels[row, col])
 
     def radii(self, xy: torch.Tensor) -> tuple[int, int]:
-        """("spacing" radii) r1 = s // 7, r2 = (2 s) // 5 for the superpixel under xy."""
+        """("spacing" radii) r1 = s // 7, r2 = (2 s) // 5 for the superpixel under xy, at least 1: the code's
+        r1 is 0 for superpixels under 7 px apart (small images), which leaves the handle's half-square
+        without a pixel, the loss 0 and the drag a silent no-op."""
         spacing = self.spacing[self.label_at(xy)]
-        return spacing // 7, (2 * spacing) // 5
+        return max(1, spacing // 7), max(1, (2 * spacing) // 5)
 
     def mask(self, label: int) -> torch.Tensor:
         """The superpixel at the feature resolution [hf, wf] bool: feature pixels at least half inside."""

@@ -332,3 +332,17 @@ def test_adaptivedrag_preset_runs_end_to_end_on_a_tiny_model(monkeypatch):
     assert mask.shape == regions.shape == (32, 32)
     assert float(mask[12, 10:21].min()) == 1 and float(mask[26:, 26:].max()) == 0
     assert bound and len(bound[0].losses) == 4  # CLoss on the first half of the 8 sampling steps
+
+
+def test_the_preset_drags_on_a_small_image_whose_superpixels_are_under_7_px_apart():
+    """With the preset's 200 superpixels a 32x32 image's superpixels are about 2 px apart and cover under
+    half a feature pixel, where the code's r1 = s // 7 is 0 and its region empty without falling back: the
+    loss would be 0 and the drag do nothing. The radii stay at least 1 and an empty region falls back."""
+    model, cond = tiny_model(), tiny_cond()
+    config = preset("AdaptiveDrag")
+    config.lora, config.guidance = None, None
+    config.schedule = PositionSupervisedBacktracking(n=10, max_steps=3)
+    assert config.auto_mask.n_segments == 200
+    result = run_edit(model, blob_image(), parse_points([[10, 12], [20, 12]]), cond, config)
+    start = result.trajectory.at(result.drag.step_index)
+    assert result.drag.steps > 0 and float((result.drag.latent - start).abs().max()) > 0

@@ -362,7 +362,7 @@ at a quarter of the image, so every radius and step covers the same part of a 10
 papers' do of a 512 one; reference attention in up_blocks[1]; gradient checkpointing on.
 Time: about 4x the pixels of SD 1.5 at 512 and a 3x larger UNet; expect several minutes per edit on a
 GPU (estimate, not measured). Memory: fp16, gradient checkpointing on; every preset at 1024 x 1024 is
-estimated to fit 24 GB (not measured on a GPU).
+estimated to fit 16 GB (peaks of 6.9 GiB for the LoRA, 5.4 GiB for the drag; not measured on a GPU).
 """
 
 
