@@ -114,7 +114,7 @@ def test_the_sdxl_workflow_loads_sdxl_base_and_says_what_differs(pack_specs):
     [edit] = nodes_of(wf, "DragEdit")
     assert wg.named_widgets(pack_specs["DragEdit"], edit)["preset"] == "DragDiffusion"
     notes = " ".join(n["widgets_values"][0] for n in nodes_of(wf, "Note"))
-    for said in ("1024 x 1024", "multiple of 32", "Time:", "Memory:", "24 GB", "estimate"):
+    for said in ("1024 x 1024", "multiple of 32", "Time:", "Memory:", "16 GB", "estimate"):
         assert said in notes, said
 
 
