@@ -65,17 +65,14 @@ def peak(model: str, size: int, stage: str, checkpointing: bool, lora_batch: int
     from diffusers import UNet2DConditionModel
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-
     batch = {"drag": 1, "lora": lora_batch, "sample": 2}[stage]
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # built in that dtype: a fake module cannot be cast after
     try:
         with FakeTensorMode():
             unet = UNet2DConditionModel(**unets.LAYOUTS[model]).eval().requires_grad_(False)
-            z = torch.randn(batch, 4, size // 8, size // 8, requires_grad=stage == "drag")
-            context = torch.randn(batch, 77, unets.CONTEXT[model])
-            added = ({"text_embeds": torch.randn(batch, 1280), "time_ids": torch.randn(batch, 6)}
-                     if model == "sdxl" else None)
+            z, context, added = unets.inputs(model, size, batch)
+            z.requires_grad_(stage == "drag")
             params = _lora(unet, LoraSettings()) if stage == "lora" else []
             if checkpointing and stage != "sample":
                 unet.enable_gradient_checkpointing()

@@ -45,6 +45,15 @@ def conditioning(name: str, image_hw: tuple[int, int], seed: int = 0):
     return Conditioning(context, added)
 
 
+def inputs(name: str, size: int, batch: int = 1):
+    """(latent, context, added_cond_kwargs or None) of a forward at an image side of `size`, random, on the
+    current default device and dtype (for the meta-device and fake-tensor counts, whose values do not matter)."""
+    z = torch.randn(batch, 4, size // 8, size // 8)
+    context = torch.randn(batch, 77, CONTEXT[name])
+    added = {"text_embeds": torch.randn(batch, 1280), "time_ids": torch.randn(batch, 6)} if name == "sdxl" else None
+    return z, context, added
+
+
 def flops_per_forward(name: str, size: int) -> float:
     """Floating-point operations of one UNet forward at an image side of `size` (torch's FLOP counter on
     the meta device: no weights, no compute)."""
@@ -52,9 +61,7 @@ def flops_per_forward(name: str, size: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
     with torch.device("meta"):
         model = UNet2DConditionModel(**LAYOUTS[name]).eval()
-        z = torch.randn(1, 4, size // 8, size // 8)
-        context = torch.randn(1, 77, CONTEXT[name])
-        added = {"text_embeds": torch.randn(1, 1280), "time_ids": torch.randn(1, 6)} if name == "sdxl" else None
+        z, context, added = inputs(name, size)
         with FlopCounterMode(display=False) as counter:
             model(z, 500, encoder_hidden_states=context, added_cond_kwargs=added)
     return float(counter.get_total_flops())
