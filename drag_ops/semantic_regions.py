@@ -11,8 +11,8 @@ Which pixels (``region``):
   pixels do: the code's bilinear cv2.resize of the 0/1 mask), intersected with the half-plane toward
   the target (angle to the handle-to-target direction at most 90 degrees) and with the square of
   radius r around the handle; when the superpixel part holds fewer than a quarter of a mean
-  superpixel's feature pixels (and always when it holds none: ours), the half-disc of radius r instead. The same region (with its own r)
-  masks the supervision patch and the tracking window.
+  superpixel's feature pixels (and always when it holds none: ours), the half-disc of radius r
+  instead. The same region (with its own r) masks the supervision patch and the tracking window.
 - "travelling" (ours): the superpixel the handle STARTS in, carried along with the handle (offsets
   from the start), within a disc of radius r; the supervision keeps the half toward the target, the
   tracker all of it.
@@ -21,9 +21,10 @@ Radii (``radii``):
 - "spacing" (the code: point_tracking, drag_diffusion_update): s = the distance in image pixels
   (truncated) from the superpixel's centroid to the nearest other superpixel centroid; r1 = s // 7,
   r2 = (2 s) // 5, used as feature pixels, recomputed at every step for the superpixel under the
-  handle; each at least 1 (ours: at r1 = 0 nothing is supervised). The code looks s up at segments[x, y] (x, y the feature coordinates, so a transposed point
-  at half the scale) and takes the centroid of the next label (regionprops of labels + 1 on labels
-  from 1); that is broken and not reproduced: s is the handle's own superpixel's.
+  handle; each at least 1 (ours: at r1 = 0 nothing is supervised). The code looks s up at
+  segments[x, y] (x, y the feature coordinates, so a transposed point at half the scale) and takes the
+  centroid of the next label (regionprops of labels + 1 on labels from 1); that is broken and not
+  reproduced: s is the handle's own superpixel's.
 - "area" (ours): with r_eq = sqrt(area / pi) the superpixel's equivalent radius (feature pixels),
   r1 = clip(r_eq / 2, 1, 4) and r2 = clip(r_eq, 3, 12): DragDiffusion's fixed r1 = 1, r2 = 3 and
   GoodDrag's r1 = 4, r2 = 12 as bounds, fixed at the start.
