@@ -78,20 +78,31 @@ def sample_stage(model: DiffusionModel, trajectory: Trajectory, result: DraggedL
 
 def run_edit(model: DiffusionModel, image: torch.Tensor, points: DragPoints, cond: Conditioning,
              config: EditConfig = EditConfig(), mask: torch.Tensor | None = None,
-             callback: Callback | None = None, set_by: dict | None = None) -> EditResult:
+             callback: Callback | None = None, set_by: dict | None = None,
+             lora: LoraWeights | None = None) -> EditResult:
     """Drag-edit one image [1, 3, H, W] in [-1, 1] (points in image pixels, mask [H, W] or None).
     With config.auto_mask the mask is the superpixel auto-mask (intersected with `mask` if given).
     On a model family made for other images than the papers' (SDXL) the config's papers' values take
     the family's (drag_ops/families.py), except the settings ``set_by`` names ({path: who set it}).
     Everything the stages would find wrong with the inputs is found before the first (:func:`.plan.plan`).
+    lora: an identity LoRA trained already on this image with config.lora's settings (EditResult.lora
+    of an earlier edit, or :func:`.lora.train_identity_lora`), used instead of training it again:
+    another drag of the same image skips the LoRA stage. One trained with other settings is refused.
     A one-pass preset (FastDrag, RegionDrag: a OnePassConfig) runs :func:`.one_pass.run_one_pass` instead."""
     if is_one_pass(config):
+        if lora is not None:
+            raise DragInputError("a training-free preset (FastDrag, RegionDrag) takes no identity LoRA", input="lora")
         return run_one_pass(model, image, points, cond, config, mask, callback)
     image_hw = check_image(image, model)
-    config = plan(model, config, STAGES if config.lora else STAGES[1:], image_hw=image_hw, points=points,
+    trains = config.lora is not None and lora is None
+    config = plan(model, config, STAGES if trains else STAGES[1:], image_hw=image_hw, points=points,
                   mask=mask, cond=cond, set_by=set_by).config  # with the model family's values
+    if lora is not None and (config.lora is None or lora.settings != config.lora):
+        raise DragInputError(f"this LoRA was trained with {lora.settings}, the preset asks for {config.lora}: "
+                             "pass a LoRA trained with the preset's lora settings, or none", input="lora")
     latent = model.codec.encode(image.to(model.device))
-    lora = train_identity_lora(model, latent, cond, config.lora, callback) if config.lora else None
+    if trains:
+        lora = train_identity_lora(model, latent, cond, config.lora, callback)
     if lora is not None:
         model = model.with_lora(lora)
     mask, regions = editable_region(model, image, latent, cond, points, mask, config)

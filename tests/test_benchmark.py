@@ -347,6 +347,40 @@ def test_an_interrupted_shapes_bench_resumes_from_its_rows_file(tmp_path):
             assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
 
 
+def test_presets_with_the_same_identity_lora_train_it_once_with_a_lora_cache(tmp_path):
+    """--lora-cache: DragDiffusion and StableDrag share world.adapt's LoRA recipe, so a task's LoRA is
+    trained once, kept on disk and read back by later runs; the edits are those of a run without it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cache = tmp_path / "loras"
+
+    def bench(name, *extra):
+        out = tmp_path / f"{name}.json"
+        run = subprocess.run([sys.executable, "-m", "workbench", "bench", "--presets", "DragDiffusion,StableDrag",
+                              "--tasks", "1", "--task-seed", "11", "--set", "lora.steps=3",
+                              "--set", "schedule.max_steps=2", "--json", str(out), *extra],
+                             cwd=root, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return json.loads(out.read_text())["results"]
+
+    def edits(results):
+        return {m: [{k: v for k, v in r.items() if k != "seconds"} for r in rows] for m, rows in results.items()}
+
+    plain = bench("plain")
+    cached = bench("cached", "--lora-cache", str(cache))
+    assert len(list(cache.glob("*.safetensors"))) == 1  # one LoRA for both presets
+    assert edits(cached) == edits(plain)
+    # mark the kept LoRA's training time, so that reading it back is told apart from training it again
+    meta = next(cache.glob("*.json"))
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "seconds": 1000.0}))
+    again = bench("again", "--lora-cache", str(cache))
+    assert edits(again) == edits(plain)
+    assert all(r["seconds"] > 1000 for rows in again.values() for r in rows)
+
+
 def test_bench_ci_pools_seeds_and_gives_intervals_around_the_mean(tmp_path, capsys):
     from workbench.benchmarks import bench_ci
     rng = np.random.default_rng(0)

@@ -53,6 +53,27 @@ def test_full_edit_on_a_tiny_model_runs_every_stage():
     assert len(result.drag.history) >= 2
 
 
+def test_a_second_drag_of_the_same_image_reuses_its_lora_and_gives_the_same_edit():
+    model, cond = tiny_model(), tiny_cond()
+    config = dragdiffusion()
+    config.lora = LoraSettings(steps=3, rank=4)
+    config.schedule = SingleTimestep(max_steps=5)
+    points = parse_points([[10, 12], [18, 12]])
+    first = run_edit(model, blob_image(), points, cond, config)
+    stages = set()
+    again = run_edit(model, blob_image(), points, cond, config, lora=first.lora,
+                     callback=lambda stage, i, n, p: stages.add(stage))
+    assert stages == {"invert", "drag", "sample"}  # no LoRA stage: nothing trained
+    assert again.lora is first.lora and torch.equal(again.image, first.image)
+
+    other = dragdiffusion()
+    other.lora = LoraSettings(steps=4, rank=4)
+    with pytest.raises(DragInputError, match="input 'lora'.*steps=3.*steps=4"):
+        run_edit(model, blob_image(), points, cond, other, lora=first.lora)
+    with pytest.raises(DragInputError, match="input 'lora'"):
+        run_edit(model, blob_image(), points, cond, EditConfig(lora=None), lora=first.lora)
+
+
 def test_non_square_images_work_end_to_end():
     model, cond = tiny_model(), tiny_cond()
     config = EditConfig(lora=None, schedule=SingleTimestep(max_steps=3))

@@ -151,7 +151,12 @@ def _bench_shapes(args, names, sets) -> dict:
         tasks = [t for t in tasks if t.kind in args.only.split(",")]
     configs = bench_configs(names, sets, world.adapt)
     images = {} if args.images else None
-    results = _run_checkpointed(args, tasks, lambda task: benchmark.run(model, cond, [task], configs, images=images))
+    cache = None
+    if args.lora_cache:
+        from .lora_cache import LoraCache
+        cache = LoraCache(args.lora_cache, model)
+    results = _run_checkpointed(args, tasks, lambda task: benchmark.run(model, cond, [task], configs, images=images,
+                                                                          lora_cache=cache))
     summary = benchmark.summarise(results)
     if images:
         _save_images(args.images, tasks, images)
@@ -273,6 +278,9 @@ def main(argv=None) -> None:
                    help="shapes world: read back the tasks already in <json>.rows.jsonl (written task by task) "
                    "and run only the rest")
     b.add_argument("--images", default=None, help="folder for a grid of inputs, ground truths and outputs")
+    b.add_argument("--lora-cache", default=None, metavar="DIR",
+                   help="shapes world: keep each task's identity LoRA here and reuse it in later runs and other "
+                   "presets with the same LoRA settings (the same LoRA a fresh run trains; workbench/lora_cache.py)")
     b.add_argument("--weights", default=None, help="shapes-world weights folder (default: workbench/shapes/weights)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a busy 2-core machine a second thread waits for a core and "

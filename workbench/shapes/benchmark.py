@@ -370,20 +370,26 @@ SUMMARY_KEYS = ("md", "md_ratio", "identity", "iou", "psnr_gt", "ssim_gt", "psnr
                 "dai_1", "dai_5", "dai_10", "dai_20", "seconds")
 
 
-def run(model, cond, tasks: list[Task], configs: dict, log=print, images: dict | None = None) -> dict:
+def run(model, cond, tasks: list[Task], configs: dict, log=print, images: dict | None = None,
+        lora_cache=None) -> dict:
     """{method: [metrics per task]} for each named EditConfig, plus "<name> do-nothing": the same
     run's reconstruction (inversion and sampling of the unedited latent, LoRA included; for the
     one-pass presets, which sample no original, the VAE's round trip).
-    images, if a dict, receives {(method, task name): uint8 output}."""
+    images, if a dict, receives {(method, task name): uint8 output}.
+    lora_cache (workbench/lora_cache.py), if given, trains each identity LoRA once; a row's seconds
+    still include the LoRA's training time (as measured when it was trained)."""
     from comfyui_drag.drag_ops.pipeline import run_edit
     results = {}
     for task in tasks:
         image = world.to_engine_image(task.scene)
         mask = task.engine_mask()
         for name, config in configs.items():
+            lora, trained = None, 0.0
+            if lora_cache is not None and getattr(config, "lora", None) is not None:
+                lora, trained = lora_cache.lora(model, image, cond, config.lora)
             t0 = time.perf_counter()
-            result = run_edit(model, image, task.points(), cond, config, mask)
-            seconds = time.perf_counter() - t0
+            result = run_edit(model, image, task.points(), cond, config, mask, lora=lora)
+            seconds = time.perf_counter() - t0 + trained
             for method, img in ((name, result.image), (f"{name} {NONE}", result.reconstruction)):
                 row = {"task": task.name, "kind": task.kind, "lookalike": task.lookalike is not None,
                        **measure(task, img), "seconds": seconds}
