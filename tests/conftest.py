@@ -1,5 +1,7 @@
 """Tests import the pack as ComfyUI does: the repository folder as one package, `comfyui_drag`."""
 
+import pathlib
+
 import pytest
 import torch
 
@@ -15,6 +17,16 @@ torch.set_num_threads(1)
 def pytest_addoption(parser):
     parser.addoption("--no-skips", action="store_true",
                      help="fail every test that would be skipped (CI: ComfyUI, Chromium and node are all there)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`-n 2 --dist loadgroup`, tests/run_all.sh) a file's tests stay in one worker,
+    so its module fixtures are built once, and the browser tests all in one, so that the ComfyUI servers
+    they share (one per frontend, tests/browser/conftest.py) start once."""
+    browser = pathlib.Path(__file__).parent / "browser"
+    for item in items:
+        path = pathlib.Path(str(item.fspath))
+        item.add_marker(pytest.mark.xdist_group("browser" if browser in path.parents else path.stem))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -44,7 +44,7 @@ chmod -R u+w "$tmp/ComfyUI"
 
 step "pytest (COMFYUI_PATH set, --no-skips)"
 set +e
-COMFYUI_PATH="$tmp/ComfyUI" "$py" -m pytest tests -q --no-skips -p no:cacheprovider --durations=15 "$@" 2>&1 | tee "$tmp/pytest.log"
+COMFYUI_PATH="$tmp/ComfyUI" "$py" -m pytest tests -q -n 2 --dist loadgroup --no-skips -p no:cacheprovider --durations=15 "$@" 2>&1 | tee "$tmp/pytest.log"
 py_rc=${PIPESTATUS[0]}
 step "node --test tests/js/"
 node --test tests/js/ 2>&1 | tee "$tmp/node.log"
