@@ -62,7 +62,11 @@ SMALL = Case(
     "small", latent=16, channels=(32, 32, 64, 64), groups=16, context=32,
     pairs=(((51, 61), (69, 63)), ((89, 41), (75, 55))), mask=(32, 16, 112, 96),
     budgets={"DragDiffusion": {"n_pix_step": 12}, "FreeDrag": {"max_step": 16, "l_expected": 0.1},
-             "GoodDrag": {"drag_end_step": 2, "track_per_denoise": 2}, "AdaptiveDrag": {"n_pix_step": 10}})
+             "GoodDrag": {"drag_end_step": 2, "track_per_denoise": 2},
+             # 9, not 10: the 10th update's handle is half a feature pixel from its target on a
+             # diagonal, so pixels lie at exactly 90 degrees to it, and the code's float32 arctan2
+             # puts them on either side depending on the CPU (numpy's AVX-512 kernels or not)
+             "AdaptiveDrag": {"n_pix_step": 9}})
 
 CASES = {c.name: c for c in (REPORT, SMALL)}
 
